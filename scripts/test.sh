@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every check and test of lafs. Installs what is missing first (idempotent), so it works on a
+# fresh Debian machine with rustup, Rust stable and Node 20. Exits non-zero on the first failure.
+#
+#   scripts/test.sh            everything
+#   SKIP_INSTALL=1 scripts/test.sh   assume the toolchain is present
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+t0=$(date +%s)
+
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  step "toolchain"
+  scripts/install-tools.sh
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, -D warnings)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
+step "cargo doc (-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
+
+step "pure crates build for wasm32-unknown-unknown"
+pure=()
+for manifest in crates/*/Cargo.toml; do
+  pure+=("-p" "$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -1)")
+done
+cargo build --locked --target wasm32-unknown-unknown "${pure[@]}"
+
+step "cargo test --workspace"
+cargo test --locked --workspace
+
+printf '\n==> all checks passed in %s s\n' "$(( $(date +%s) - t0 ))"
