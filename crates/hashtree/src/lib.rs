@@ -37,8 +37,8 @@ mod tree;
 pub use hash::{tagged_hash, Hash, TaggedHasher};
 pub use partial::PartialTree;
 pub use tree::{
-    empty_subtree_hash, leaf_node_index, node_hash, proof_indices, tree_width, HashTree,
-    NodeIndex, PADDING_LEAF_TAG, NODE_TAG,
+    empty_subtree_hash, leaf_node_index, node_hash, proof_indices, tree_width, HashTree, NodeIndex,
+    NODE_TAG, PADDING_LEAF_TAG,
 };
 
 /// Everything that can go wrong when building, proving or verifying a tree.

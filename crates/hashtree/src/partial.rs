@@ -34,7 +34,12 @@ impl PartialTree {
         let shape = Shape::new(num_leaves)?;
         let mut verified = BTreeMap::new();
         verified.insert(0, root);
-        Ok(Self { shape, verified, pending: BTreeMap::new(), derived: BTreeMap::new() })
+        Ok(Self {
+            shape,
+            verified,
+            pending: BTreeMap::new(),
+            derived: BTreeMap::new(),
+        })
     }
 
     /// Number of leaves of the tree.
@@ -67,7 +72,10 @@ impl PartialTree {
     /// Adds the hash of leaf `index`.
     pub fn add_leaf(&mut self, index: usize, hash: Hash) -> Result<(), Error> {
         if index >= self.shape.num_leaves {
-            return Err(Error::LeafOutOfRange { index, num_leaves: self.shape.num_leaves });
+            return Err(Error::LeafOutOfRange {
+                index,
+                num_leaves: self.shape.num_leaves,
+            });
         }
         self.add_nodes(&[(self.shape.leaf_node(index), hash)])
     }
@@ -98,8 +106,9 @@ impl PartialTree {
         Ok(all
             .into_iter()
             .filter(|n| {
-                let covered_sibling_verified =
-                    n.sibling().is_some_and(|s| self.verified.contains_key(&s.0));
+                let covered_sibling_verified = n
+                    .sibling()
+                    .is_some_and(|s| self.verified.contains_key(&s.0));
                 !self.verified.contains_key(&n.0) && !covered_sibling_verified
             })
             .collect())
@@ -109,7 +118,10 @@ impl PartialTree {
         self.shape.check_node(index)?;
         if let Some(v) = self.verified_node(index) {
             if v != *hash {
-                return Err(Error::Mismatch { index, verified: index });
+                return Err(Error::Mismatch {
+                    index,
+                    verified: index,
+                });
             }
         }
         if let Some(p) = self.pending.get(&index.0) {
@@ -125,7 +137,11 @@ impl PartialTree {
         if let Some(v) = self.verified_node(sib) {
             return Some(v);
         }
-        let p = self.pending.get(&sib.0).or_else(|| self.derived.get(&sib.0)).copied()?;
+        let p = self
+            .pending
+            .get(&sib.0)
+            .or_else(|| self.derived.get(&sib.0))
+            .copied()?;
         used.push(sib.0);
         Some(p)
     }
@@ -164,7 +180,10 @@ impl PartialTree {
                     for u in &used {
                         self.pending.remove(u);
                     }
-                    return Err(Error::Mismatch { index: NodeIndex(start), verified: cur });
+                    return Err(Error::Mismatch {
+                        index: NodeIndex(start),
+                        verified: cur,
+                    });
                 }
                 return self.commit(path, &used);
             }
@@ -192,7 +211,11 @@ impl PartialTree {
 
     fn commit(&mut self, path: Vec<(usize, Hash)>, used: &[usize]) -> Result<bool, Error> {
         for u in used {
-            if let Some(h) = self.pending.remove(u).or_else(|| self.derived.get(u).copied()) {
+            if let Some(h) = self
+                .pending
+                .remove(u)
+                .or_else(|| self.derived.get(u).copied())
+            {
                 self.verified.insert(*u, h);
             }
         }
@@ -207,9 +230,10 @@ impl PartialTree {
         }
         match conflict {
             // A supplied interior hash disagreed with the value just proven from below.
-            Some(index) => {
-                Err(Error::Mismatch { index: NodeIndex(index), verified: NodeIndex(index) })
-            }
+            Some(index) => Err(Error::Mismatch {
+                index: NodeIndex(index),
+                verified: NodeIndex(index),
+            }),
             None => Ok(true),
         }
     }
@@ -221,7 +245,9 @@ mod tests {
     use crate::{tagged_hash, HashTree};
 
     fn leaves(n: usize) -> Vec<Hash> {
-        (0..n as u32).map(|i| tagged_hash("test/leaf", &[&i.to_be_bytes()])).collect()
+        (0..n as u32)
+            .map(|i| tagged_hash("test/leaf", &[&i.to_be_bytes()]))
+            .collect()
     }
 
     #[test]
@@ -251,7 +277,13 @@ mod tests {
         let mut p = PartialTree::new(t.root(), 4).unwrap();
         p.add_nodes(&t.proof(1..2).unwrap()).unwrap();
         let err = p.add_leaf(1, l[0]).unwrap_err();
-        assert_eq!(err, Error::Mismatch { index: NodeIndex(4), verified: NodeIndex(0) });
+        assert_eq!(
+            err,
+            Error::Mismatch {
+                index: NodeIndex(4),
+                verified: NodeIndex(0)
+            }
+        );
         // The correct leaf is still accepted afterwards once the proof is resupplied.
         p.add_nodes(&t.proof(1..2).unwrap()).unwrap();
         p.add_leaf(1, l[1]).unwrap();
@@ -264,8 +296,16 @@ mod tests {
         let t = HashTree::from_leaves(&l);
         let mut p = PartialTree::new(t.root(), 4).unwrap();
         p.add_nodes(&[(NodeIndex(4), l[1])]).unwrap();
-        assert_eq!(p.add_nodes(&[(NodeIndex(4), l[2])]), Err(Error::Conflict { index: NodeIndex(4) }));
-        assert!(matches!(p.add_leaf(4, l[0]), Err(Error::LeafOutOfRange { .. })));
+        assert_eq!(
+            p.add_nodes(&[(NodeIndex(4), l[2])]),
+            Err(Error::Conflict {
+                index: NodeIndex(4)
+            })
+        );
+        assert!(matches!(
+            p.add_leaf(4, l[0]),
+            Err(Error::LeafOutOfRange { .. })
+        ));
         assert!(matches!(
             p.add_nodes(&[(NodeIndex(7), l[0])]),
             Err(Error::NodeOutOfRange { .. })
@@ -281,7 +321,11 @@ mod tests {
         let mut p = PartialTree::new(t.root(), 4).unwrap();
         // Wrong node 1 supplied together with a full correct left subtree.
         let err = p
-            .add_nodes(&[(NodeIndex(1), l[3]), (NodeIndex(3), l[0]), (NodeIndex(4), l[1])])
+            .add_nodes(&[
+                (NodeIndex(1), l[3]),
+                (NodeIndex(3), l[0]),
+                (NodeIndex(4), l[1]),
+            ])
             .and_then(|_| p.add_nodes(&[(NodeIndex(2), t.node(NodeIndex(2)).unwrap())]));
         assert!(err.is_err());
     }

@@ -61,7 +61,9 @@ impl NodeIndex {
 /// Width (number of leaf slots, a power of two ≥ 1) of a tree over `num_leaves` leaves.
 pub fn tree_width(num_leaves: usize) -> Result<usize, Error> {
     if num_leaves as u64 > MAX_LEAVES {
-        return Err(Error::TooLarge { num_leaves: num_leaves as u64 });
+        return Err(Error::TooLarge {
+            num_leaves: num_leaves as u64,
+        });
     }
     Ok(num_leaves.max(1).next_power_of_two())
 }
@@ -70,7 +72,10 @@ pub fn tree_width(num_leaves: usize) -> Result<usize, Error> {
 pub fn leaf_node_index(num_leaves: usize, leaf: usize) -> Result<NodeIndex, Error> {
     let width = tree_width(num_leaves)?;
     if leaf >= num_leaves {
-        return Err(Error::LeafOutOfRange { index: leaf, num_leaves });
+        return Err(Error::LeafOutOfRange {
+            index: leaf,
+            num_leaves,
+        });
     }
     Ok(NodeIndex(width - 1 + leaf))
 }
@@ -100,7 +105,11 @@ pub(crate) struct Shape {
 impl Shape {
     pub(crate) fn new(num_leaves: usize) -> Result<Self, Error> {
         let width = tree_width(num_leaves)?;
-        Ok(Self { num_leaves, width, levels: width.ilog2() })
+        Ok(Self {
+            num_leaves,
+            width,
+            levels: width.ilog2(),
+        })
     }
 
     pub(crate) fn num_nodes(&self) -> usize {
@@ -109,7 +118,10 @@ impl Shape {
 
     pub(crate) fn check_node(&self, index: NodeIndex) -> Result<(), Error> {
         if index.0 >= self.num_nodes() {
-            return Err(Error::NodeOutOfRange { index, num_nodes: self.num_nodes() });
+            return Err(Error::NodeOutOfRange {
+                index,
+                num_nodes: self.num_nodes(),
+            });
         }
         Ok(())
     }
@@ -201,7 +213,10 @@ impl HashTree {
         for i in (0..first_leaf).rev() {
             nodes[i] = node_hash(&nodes[2 * i + 1], &nodes[2 * i + 2]);
         }
-        Self { shape_leaves: leaves.len(), nodes }
+        Self {
+            shape_leaves: leaves.len(),
+            nodes,
+        }
     }
 
     /// Rebuilds a tree from all `2P - 1` node hashes in heap order (as stored in a share),
@@ -219,15 +234,24 @@ impl HashTree {
         for leaf in num_leaves..shape.width {
             let idx = shape.leaf_node(leaf);
             if nodes[idx.0] != pad {
-                return Err(Error::Mismatch { index: idx, verified: idx });
+                return Err(Error::Mismatch {
+                    index: idx,
+                    verified: idx,
+                });
             }
         }
         for i in (0..shape.width - 1).rev() {
             if nodes[i] != node_hash(&nodes[2 * i + 1], &nodes[2 * i + 2]) {
-                return Err(Error::Mismatch { index: NodeIndex(2 * i + 1), verified: NodeIndex(i) });
+                return Err(Error::Mismatch {
+                    index: NodeIndex(2 * i + 1),
+                    verified: NodeIndex(i),
+                });
             }
         }
-        Ok(Self { shape_leaves: num_leaves, nodes })
+        Ok(Self {
+            shape_leaves: num_leaves,
+            nodes,
+        })
     }
 
     /// The root hash.
@@ -273,7 +297,9 @@ mod tests {
     use super::*;
 
     fn leaves(n: usize) -> Vec<Hash> {
-        (0..n as u32).map(|i| tagged_hash("test/leaf", &[&i.to_be_bytes()])).collect()
+        (0..n as u32)
+            .map(|i| tagged_hash("test/leaf", &[&i.to_be_bytes()]))
+            .collect()
     }
 
     #[test]
@@ -306,7 +332,10 @@ mod tests {
     #[test]
     fn proof_of_one_leaf_is_log_n() {
         let t = HashTree::from_leaves(&leaves(8));
-        assert_eq!(proof_indices(8, 5..6).unwrap(), vec![NodeIndex(1), NodeIndex(6), NodeIndex(11)]);
+        assert_eq!(
+            proof_indices(8, 5..6).unwrap(),
+            vec![NodeIndex(1), NodeIndex(6), NodeIndex(11)]
+        );
         assert_eq!(t.proof(0..8).unwrap(), vec![]);
         // Padding siblings are omitted: leaf 4 of 5 needs only node 1.
         assert_eq!(proof_indices(5, 4..5).unwrap(), vec![NodeIndex(1)]);
@@ -318,7 +347,10 @@ mod tests {
         assert_eq!(HashTree::from_nodes(6, t.nodes().to_vec()).unwrap(), t);
         let mut bad = t.nodes().to_vec();
         bad[9].0[0] ^= 1;
-        assert!(matches!(HashTree::from_nodes(6, bad), Err(Error::Mismatch { .. })));
+        assert!(matches!(
+            HashTree::from_nodes(6, bad),
+            Err(Error::Mismatch { .. })
+        ));
         assert!(HashTree::from_nodes(6, vec![Hash::default(); 3]).is_err());
     }
 

@@ -1,10 +1,13 @@
 //! Property tests: every proof verifies, in any order; any flipped bit is rejected.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use lafs_hashtree::{tagged_hash, Hash, HashTree, NodeIndex, PartialTree};
 use proptest::prelude::*;
 
 fn leaves(n: usize, seed: u64) -> Vec<Hash> {
-    (0..n as u64).map(|i| tagged_hash("prop/leaf", &[&seed.to_be_bytes(), &i.to_be_bytes()])).collect()
+    (0..n as u64)
+        .map(|i| tagged_hash("prop/leaf", &[&seed.to_be_bytes(), &i.to_be_bytes()]))
+        .collect()
 }
 
 /// A tree size, a non-empty leaf range inside it, and a permutation seed.
@@ -21,12 +24,19 @@ enum Item {
 }
 
 fn items(tree: &HashTree, l: &[Hash], a: usize, b: usize, seed: u64) -> Vec<Item> {
-    let mut v: Vec<Item> = tree.proof(a..b).unwrap().into_iter().map(|(i, h)| Item::Node(i, h)).collect();
+    let mut v: Vec<Item> = tree
+        .proof(a..b)
+        .unwrap()
+        .into_iter()
+        .map(|(i, h)| Item::Node(i, h))
+        .collect();
     v.extend((a..b).map(|i| Item::Leaf(i, l[i])));
     // Deterministic Fisher-Yates with a tiny LCG.
     let mut s = seed | 1;
     for i in (1..v.len()).rev() {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         v.swap(i, (s >> 33) as usize % (i + 1));
     }
     v
