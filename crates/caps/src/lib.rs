@@ -4,127 +4,107 @@
 //! some authority over it. Authority only flows downward: from a readcap anyone can derive the
 //! verifycap, never the reverse.
 //!
-//! | kind | grants | text prefix |
-//! |---|---|---|
-//! | [`ImmutableReadCap`] | read (decrypt) and verify an immutable file | `lafsr1` |
-//! | [`ImmutableVerifyCap`] | find, verify and repair its shares; no plaintext | `lafsv1` |
-//! | [`LiteralCap`] | a tiny file stored inside the cap itself | `lafsl1` |
+//! | kind | grants | text prefix | text length | binary |
+//! |---|---|---|---|---|
+//! | [`ImmutableReadCap`] | read (decrypt) and verify an immutable file | `lafsr1` | 89 | 49 bytes |
+//! | [`ImmutableVerifyCap`] | find, verify and repair its shares; no plaintext | `lafsv1` | 89 | 49 bytes |
+//! | [`LiteralCap`] | a tiny file (≤ 55 bytes) stored inside the cap itself | `lafsl1` | 12–100 | 2–57 bytes |
 //!
-//! Formats are specified in `docs/spec/caps.md`.
+//! [`Cap`] holds a cap of any kind. This crate is pure logic (no IO) and builds for
+//! `wasm32-unknown-unknown`. Formats are specified byte by byte in `docs/spec/caps.md`, with
+//! test vectors in `docs/spec/vectors/caps.json`.
+//!
+//! # Text form
+//!
+//! Caps are written as [bech32m] strings: a prefix naming the kind (`lafsr`, `lafsv`,
+//! `lafsl`), the separator `1`, the payload in a 32-character alphabet without look-alikes,
+//! and a 6-character checksum that catches any single typo (and any four substitutions).
+//! [`Display`](core::fmt::Display) writes lowercase; [`FromStr`](core::str::FromStr) accepts all
+//! lowercase or all uppercase (handy for QR codes) and nothing else: no whitespace, no mixed
+//! case, no other checksum, no non-canonical encoding. Every failure is a typed [`Error`].
+//!
+//! ```
+//! use lafs_caps::{Cap, CapKind, Error, ImmutableReadCap, ReadKey, StorageIndex};
+//!
+//! // An uploader learns the key before encoding and the storage index (UEB hash) at the end.
+//! let readcap = ImmutableReadCap::new(ReadKey::from_bytes([0x42; 16]), StorageIndex([7; 32]));
+//!
+//! let text = readcap.to_string();
+//! assert!(text.starts_with("lafsr1"));
+//! assert_eq!(text.len(), 89);
+//! assert_eq!(text.parse::<ImmutableReadCap>(), Ok(readcap.clone()));
+//!
+//! // Any cap parses as `Cap`; the prefix decides the kind.
+//! let cap: Cap = text.parse()?;
+//! assert_eq!(cap.kind(), CapKind::ImmutableRead);
+//!
+//! // A typo is caught by the checksum.
+//! let mut typo = text.clone();
+//! let wrong = if &text[20..21] == "x" { "y" } else { "x" };
+//! typo.replace_range(20..21, wrong);
+//! assert_eq!(typo.parse::<Cap>(), Err(Error::BadChecksum));
+//!
+//! // Debug output never shows the key.
+//! assert!(!format!("{readcap:?}").contains(&text[6..]));
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! # Deriving a verifycap
+//!
+//! A checker or repairer needs to find the shares and check them, not to read them. Give it
+//! the verifycap: the storage index plus the *server-selection index*, a one-way hash of the
+//! key ([`selection_index_for`]). There is no API going the other way, and there cannot be:
+//! the verifycap holds no key, and the key cannot be recovered from its hash.
+//!
+//! ```
+//! use lafs_caps::{Cap, ImmutableReadCap, ImmutableVerifyCap, ReadKey, StorageIndex};
+//!
+//! let readcap = ImmutableReadCap::new(ReadKey::from_bytes([0x42; 16]), StorageIndex([7; 32]));
+//! let verifycap: ImmutableVerifyCap = readcap.verify_cap();
+//! assert_eq!(verifycap.storage_index(), readcap.storage_index());
+//! assert!(verifycap.to_string().starts_with("lafsv1"));
+//!
+//! // A readcap is not a verifycap: parsing one as the other is an error, not a conversion.
+//! assert!(readcap.to_string().parse::<ImmutableVerifyCap>().is_err());
+//! assert_eq!(Cap::from(readcap).verify_cap(), Some(verifycap));
+//! ```
+//!
+//! # Binary form
+//!
+//! Inside directories and on the wire a cap is `kind byte || payload`. Binary caps are
+//! self-delimiting, so a list of caps is just their concatenation:
+//!
+//! ```
+//! use lafs_caps::{Cap, ImmutableReadCap, LiteralCap, ReadKey, StorageIndex};
+//!
+//! let caps: Vec<Cap> = vec![
+//!     ImmutableReadCap::new(ReadKey::from_bytes([1; 16]), StorageIndex([2; 32])).into(),
+//!     LiteralCap::new(b"hello".to_vec())?.into(),
+//! ];
+//! let mut buf = Vec::new();
+//! for cap in &caps {
+//!     cap.write_to(&mut buf);
+//! }
+//! assert_eq!(buf.len(), 49 + 7);
+//!
+//! let (first, used) = Cap::read_from(&buf)?;
+//! let second = Cap::from_bytes(&buf[used..])?;
+//! assert_eq!([first, second], [caps[0].clone(), caps[1].clone()]);
+//! # Ok::<(), lafs_caps::Error>(())
+//! ```
+//!
+//! [bech32m]: https://github.com/bitcoin/bips/blob/master/bip-0350.mediawiki
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod cap;
+mod error;
 mod keys;
+mod kinds;
+mod text;
 
+pub use cap::{Cap, CapKind};
+pub use error::Error;
 pub use keys::{selection_index_for, ReadKey, SelectionIndex, StorageIndex};
-
-/// Everything that can go wrong when parsing or building a cap.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
-    /// A literal cap's data is longer than [`LiteralCap::MAX_LEN`].
-    #[error("literal data of {len} bytes is longer than the {max}-byte limit")]
-    LiteralTooLong {
-        /// Length given.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-}
-
-/// Read capability of an immutable file: the AES-128 key and the storage index (UEB hash).
-///
-/// Grants: reading the plaintext, and everything the [`ImmutableVerifyCap`] grants.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ImmutableReadCap {
-    key: ReadKey,
-    storage_index: StorageIndex,
-}
-
-impl ImmutableReadCap {
-    /// Builds a readcap from its parts.
-    pub fn new(key: ReadKey, storage_index: StorageIndex) -> Self {
-        Self { key, storage_index }
-    }
-
-    /// The file's encryption key.
-    pub fn key(&self) -> &ReadKey {
-        &self.key
-    }
-
-    /// The storage index: the hash of the file's UEB, under which servers file its shares.
-    pub fn storage_index(&self) -> &StorageIndex {
-        &self.storage_index
-    }
-
-    /// The server-selection index, derived from the key.
-    pub fn selection_index(&self) -> SelectionIndex {
-        selection_index_for(&self.key)
-    }
-
-    /// The verifycap of the same file (one-way derivation).
-    pub fn verify_cap(&self) -> ImmutableVerifyCap {
-        ImmutableVerifyCap::new(self.storage_index, self.selection_index())
-    }
-}
-
-impl core::fmt::Debug for ImmutableReadCap {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ImmutableReadCap")
-            .field("key", &"<redacted>")
-            .field("storage_index", &self.storage_index)
-            .finish()
-    }
-}
-
-/// Verify capability of an immutable file: storage index and server-selection index.
-///
-/// Grants: finding the shares (selection index), checking that they belong to the file and are
-/// intact (the storage index is the UEB hash, which commits to every hash tree), and repairing
-/// them. Does not grant reading: it holds no key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ImmutableVerifyCap {
-    storage_index: StorageIndex,
-    selection_index: SelectionIndex,
-}
-
-impl ImmutableVerifyCap {
-    /// Builds a verifycap from its parts.
-    pub fn new(storage_index: StorageIndex, selection_index: SelectionIndex) -> Self {
-        Self { storage_index, selection_index }
-    }
-
-    /// The storage index (UEB hash).
-    pub fn storage_index(&self) -> &StorageIndex {
-        &self.storage_index
-    }
-
-    /// The server-selection index.
-    pub fn selection_index(&self) -> &SelectionIndex {
-        &self.selection_index
-    }
-}
-
-/// A tiny file whose bytes live inside the cap ("LIT"). Reading it needs no server.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct LiteralCap {
-    data: Vec<u8>,
-}
-
-impl LiteralCap {
-    /// Largest file stored as a literal cap, in bytes.
-    pub const MAX_LEN: usize = 55;
-
-    /// Wraps `data`, which must be at most [`Self::MAX_LEN`] bytes.
-    pub fn new(data: Vec<u8>) -> Result<Self, Error> {
-        if data.len() > Self::MAX_LEN {
-            return Err(Error::LiteralTooLong { len: data.len(), max: Self::MAX_LEN });
-        }
-        Ok(Self { data })
-    }
-
-    /// The file's contents.
-    pub fn data(&self) -> &[u8] {
-        &self.data
-    }
-}
+pub use kinds::{ImmutableReadCap, ImmutableVerifyCap, LiteralCap};
+pub use text::MAX_TEXT_LEN;
