@@ -75,6 +75,9 @@ pub struct Encoder {
     queue: VecDeque<ShareWrite>,
     headers_sent: bool,
     finished: Option<Finished>,
+    /// Test hook: flip a parity byte (an uploader that encodes inconsistent shares).
+    #[cfg(test)]
+    pub(crate) tamper_parity: bool,
 }
 
 impl Encoder {
@@ -111,6 +114,8 @@ impl Encoder {
             queue: VecDeque::new(),
             headers_sent: false,
             finished: None,
+            #[cfg(test)]
+            tamper_parity: false,
         })
     }
 
@@ -262,6 +267,10 @@ impl Encoder {
         }
         self.ciphertext_leaves.push(ct_hash.finalize());
         self.coder.encode(&mut shards)?;
+        #[cfg(test)]
+        if self.tamper_parity && n > k {
+            shards[n - 1][0] ^= 1;
+        }
         let offset = HEADER_LEN + self.segments * self.params.full_block_size();
         for (i, data) in shards.into_iter().enumerate() {
             self.block_leaves[i].push(tagged_hash(BLOCK_TAG, &[&data]));

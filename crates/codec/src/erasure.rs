@@ -38,7 +38,6 @@ impl Coder {
 
     /// Recovers the k data blocks from any k of the N blocks (`None` = missing). Systematic:
     /// when blocks `0..k` are all present this is a move, no arithmetic.
-    #[cfg_attr(not(test), allow(dead_code))] // The decoder uses it.
     pub(crate) fn decode(&self, mut blocks: Vec<Option<Vec<u8>>>) -> Result<Vec<Vec<u8>>, Error> {
         if blocks.len() != self.n {
             return Err(Error::Erasure("wrong shard count"));

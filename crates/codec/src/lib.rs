@@ -12,6 +12,7 @@
 //! | type | role |
 //! |---|---|
 //! | [`Encoder`] | plaintext (or ciphertext) in, [`ShareWrite`]s out; then the caps ([`Encoded`]) |
+//! | [`Decoder`] | a downloader: trailers, then any byte range, verified, from any k shares |
 //! | [`ShareVerifier`] | a storage server checks a whole share and learns its storage index |
 //! | [`ShareLayout`], [`trailer_len`], [`Ueb`] | pure offset arithmetic and the UEB format |
 //! | [`encrypt_at`], [`decrypt_at`], [`ConvergentKeyHasher`], [`random_key`] | keys and AES-CTR |
@@ -56,10 +57,47 @@
 //! # Ok::<(), lafs_codec::Error>(())
 //! ```
 //!
+//! # Downloading
+//!
+//! The first request to each server is a *suffix* read (say the last 4 KiB of the share: for a
+//! small file that is the whole share). [`Decoder::add_trailer`] checks it against the cap and
+//! learns the parameters. Then [`Decoder::read`] a plaintext range and loop: send
+//! [`Decoder::poll_requests`], feed each answer to [`Decoder::handle_response`], drain
+//! [`Decoder::poll_output`].
+//!
+//! ```
+//! # use lafs_codec::*;
+//! # let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+//! # let (shares, done) = encode_to_shares(Params::new(3, 10, 4096)?, random_key()?, &data)?;
+//! let cap = done.read_cap.unwrap();
+//! let mut dec = Decoder::new(&cap);
+//! for s in [9u16, 2, 5, 0] {                  // any shares, any order
+//!     let sh = &shares[usize::from(s)];
+//!     let suffix = &sh[sh.len().saturating_sub(4096)..];
+//!     dec.add_trailer(s, sh.len() as u64, suffix)?;
+//! }
+//! dec.read(5000..15000)?;
+//! let mut out = Vec::new();
+//! while !dec.is_done() {
+//!     for req in dec.poll_requests()? {
+//!         for r in req.ranges {
+//!             let bytes = &shares[usize::from(req.share)][r.start as usize..r.end as usize];
+//!             // Err here names a corrupt share; the decoder then avoids it.
+//!             dec.handle_response(req.share, r.start, bytes)?;
+//!         }
+//!     }
+//!     while let Some(chunk) = dec.poll_output() {
+//!         out.extend_from_slice(&chunk.data);
+//!     }
+//! }
+//! assert_eq!(out, &data[5000..15000]);
+//! # Ok::<(), lafs_codec::Error>(())
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod crypto;
+mod decoder;
 mod encoder;
 mod erasure;
 mod error;
@@ -69,6 +107,7 @@ mod verifier;
 pub use crypto::{
     convergent_key, decrypt_at, encrypt_at, random_key, ConvergentKeyHasher, CONVERGENT_KEY_TAG,
 };
+pub use decoder::{Decoder, OutputChunk, ShareRead};
 pub use encoder::{encode_to_shares, Encoded, Encoder, ShareWrite};
 pub use error::{Error, SharePart};
 pub use format::{
