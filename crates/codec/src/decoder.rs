@@ -85,6 +85,11 @@ impl Slot {
 struct SegmentFetch {
     segment: u64,
     slots: BTreeMap<u16, Slot>,
+    /// The decoded ciphertext, kept when no ciphertext-tree proof received so far verified it:
+    /// then `slots` holds one *probe* (ciphertext-tree nodes only) from another share.
+    decoded: Option<Vec<u8>>,
+    /// Shares whose ciphertext-tree nodes did not verify the decoded segment.
+    tried: Vec<(u16, Vec<(NodeIndex, Hash)>)>,
 }
 
 struct ReadState {
@@ -390,8 +395,10 @@ impl Decoder {
     }
 
     fn segment_ready(&self) -> bool {
-        self.fetch()
-            .is_some_and(|f| f.slots.values().filter(|s| s.block.is_some()).count() >= self.k())
+        self.fetch().is_some_and(|f| match f.decoded {
+            Some(_) => f.slots.values().any(Slot::complete),
+            None => f.slots.values().filter(|s| s.block.is_some()).count() >= self.k(),
+        })
     }
 
     /// Makes sure the current segment has k slots (share choices) with their items.
@@ -405,9 +412,11 @@ impl Decoder {
         let fetch = read.fetch.get_or_insert_with(|| SegmentFetch {
             segment,
             slots: BTreeMap::new(),
+            decoded: None,
+            tried: Vec::new(),
         });
         let have = fetch.slots.len();
-        if have >= k {
+        if have >= k || (fetch.decoded.is_some() && have > 0) {
             return Ok(());
         }
         // Data shares first (systematic: decoding is a copy), then the rest in order.
@@ -422,6 +431,45 @@ impl Decoder {
             })
             .collect();
         candidates.sort_by_key(|s| (usize::from(*s) >= k, *s));
+        let j = segment as usize;
+        if fetch.decoded.is_some() {
+            // Ask one more share for the ciphertext-tree proof of the decoded segment.
+            let tried = &fetch.tried;
+            let next = candidates
+                .into_iter()
+                .find(|s| tried.iter().all(|(t, _)| t != s));
+            let (Some(share), Some(tree)) = (next, self.ciphertext_tree.as_ref()) else {
+                let e = Error::InconsistentEncoding { segment };
+                self.failed = Some(e.clone());
+                return Err(e);
+            };
+            let missing = tree
+                .missing_for(j..j + 1)
+                .map_err(|_| Error::InvalidState("segment outside the ciphertext tree"))?;
+            let Some(st) = self.shares.get(&share) else {
+                return Err(Error::InvalidState("unknown share"));
+            };
+            let mut items = Vec::new();
+            for n in missing {
+                if let Some(range) = st.layout.ciphertext_tree_node_range(n) {
+                    let data = st.prefetched(&range);
+                    items.push(Item {
+                        kind: ItemKind::CiphertextNode(n),
+                        range,
+                        data,
+                    });
+                }
+            }
+            fetch.slots.insert(
+                share,
+                Slot {
+                    issued: false,
+                    items,
+                    block: None,
+                },
+            );
+            return Ok(());
+        }
         if have + candidates.len() < k {
             let usable = self
                 .shares
@@ -433,7 +481,6 @@ impl Decoder {
                 usable: usable as u16,
             });
         }
-        let j = segment as usize;
         let ct_missing = self
             .ciphertext_tree
             .as_ref()
@@ -501,6 +548,10 @@ impl Decoder {
             return Ok(());
         };
         let segment = fetch.segment;
+        if fetch.decoded.is_some() {
+            // A probe carries no block.
+            return Ok(());
+        }
         let Some(slot) = fetch.slots.get_mut(&share) else {
             return Ok(());
         };
@@ -551,40 +602,66 @@ impl Decoder {
         let seg_range = ueb
             .segment_range(segment)
             .ok_or(Error::InvalidState("segment out of range"))?;
-        let n = usize::from(ueb.params.n());
-        let mut blocks: Vec<Option<Vec<u8>>> = vec![None; n];
         let mut suppliers = Vec::new();
-        for (share, slot) in fetch.slots {
-            let nodes = slot.ciphertext_nodes();
-            if let Some(b) = slot.block {
-                if let Some(place) = blocks.get_mut(usize::from(share)) {
-                    *place = Some(b);
+        let ciphertext = match fetch.decoded {
+            Some(c) => {
+                for (share, slot) in &fetch.slots {
+                    suppliers.push((*share, slot.ciphertext_nodes()));
                 }
-                suppliers.push((share, nodes));
+                c
             }
-        }
-        let coder = self.coder.as_ref().ok_or(Error::NoUeb)?;
-        let data = coder.decode(blocks)?;
-        let len = (seg_range.end - seg_range.start) as usize;
-        let mut ciphertext = Vec::with_capacity(len);
-        for d in data {
-            let take = (len - ciphertext.len()).min(d.len());
-            ciphertext.extend_from_slice(&d[..take]);
-        }
+            None => {
+                let n = usize::from(ueb.params.n());
+                let mut blocks: Vec<Option<Vec<u8>>> = vec![None; n];
+                for (share, slot) in fetch.slots {
+                    let nodes = slot.ciphertext_nodes();
+                    if let Some(b) = slot.block {
+                        if let Some(place) = blocks.get_mut(usize::from(share)) {
+                            *place = Some(b);
+                        }
+                        suppliers.push((share, nodes));
+                    }
+                }
+                let coder = self.coder.as_ref().ok_or(Error::NoUeb)?;
+                let data = coder.decode(blocks)?;
+                let len = (seg_range.end - seg_range.start) as usize;
+                let mut ciphertext = Vec::with_capacity(len);
+                for d in data {
+                    let take = (len - ciphertext.len()).min(d.len());
+                    ciphertext.extend_from_slice(&d[..take]);
+                }
+                ciphertext
+            }
+        };
         let leaf = tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[&ciphertext]);
 
-        // Check the leaf with the first share's proof that reaches the root.
+        // Check the leaf with already verified nodes, or the first share's proof that works.
         let tree = self.ciphertext_tree.as_mut().ok_or(Error::NoUeb)?;
         let j = segment as usize;
         let num_leaves = tree.num_leaves();
         let good = core::iter::once(Vec::new())
             .chain(suppliers.iter().map(|(_, n)| n.clone()))
             .find(|nodes| proof_reaches_root(tree, num_leaves, j, leaf, nodes));
+        let proof_needed = tree.missing_for(j..j + 1).is_ok_and(|m| !m.is_empty());
         let Some(nodes) = good else {
+            if proof_needed {
+                // Either the proofs received so far are corrupt or the blocks decode to the
+                // wrong ciphertext: ask another share for the proof before deciding.
+                let mut tried = fetch.tried;
+                tried.extend(suppliers);
+                read.fetch = Some(SegmentFetch {
+                    segment,
+                    slots: BTreeMap::new(),
+                    decoded: Some(ciphertext),
+                    tried,
+                });
+                return Ok(());
+            }
             let e = Error::InconsistentEncoding { segment };
             self.failed = Some(e.clone());
             return Err(e);
         };
+        suppliers.extend(fetch.tried);
         let fresh: Vec<_> = nodes
             .into_iter()
             .filter(|(i, _)| tree.verified_node(*i).is_none())

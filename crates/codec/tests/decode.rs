@@ -188,3 +188,24 @@ fn unavailable_share_is_replaced() {
     let got = download(&mut dec, &gone, 0..5_000, 300).unwrap();
     assert_eq!(got.data, data);
 }
+
+#[test]
+fn corrupt_ciphertext_proof_with_k_1_is_resolved_by_a_probe() {
+    // With k = 1 only one share supplies the ciphertext-tree proof; when it fails, the decoder
+    // asks another share before deciding between "corrupt proof" and "bad encoding".
+    let (data, mut shares, enc) = setup(1, 3, 1000, 5_000);
+    let p = Params::new(1, 3, 1000).unwrap();
+    let l = ShareLayout::new(p, 5_000, 0).unwrap();
+    let at = l.ciphertext_tree_node_range(NodeIndex(8)).unwrap().start as usize;
+    shares[0].as_mut().unwrap()[at] ^= 1;
+    let mut dec = Decoder::new(enc.read_cap.as_ref().unwrap());
+    let got = download(&mut dec, &shares, 0..5_000, 300).unwrap();
+    assert_eq!(got.data, data);
+    assert_eq!(
+        got.reports,
+        vec![Error::CorruptShare {
+            share: 0,
+            part: SharePart::CiphertextTreeNode { node: 8 }
+        }]
+    );
+}
