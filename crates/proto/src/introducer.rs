@@ -712,4 +712,63 @@ mod tests {
         assert_eq!(ch, vec![Change::Left(n1)]);
         assert!(set.is_empty());
     }
+
+    const VECTORS: &str = include_str!("../../../docs/spec/vectors/introducer.json");
+
+    #[test]
+    fn known_answer_vectors() {
+        let v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        for case in v["valid"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let seed: [u8; 32] = HEXLOWER
+                .decode(case["secret_key"].as_str().unwrap().as_bytes())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            let key = SigningKey::from_bytes(&seed);
+            let ann: Announcement = serde_json::from_value(case["announcement"].clone()).unwrap();
+            assert_eq!(
+                HEXLOWER.encode(&ann.signing_bytes().unwrap()),
+                case["signing_bytes"].as_str().unwrap(),
+                "{name}: signing bytes"
+            );
+            let signed = ann.sign(&key).unwrap();
+            assert_eq!(
+                HEXLOWER.encode(&signed.signature.0),
+                case["signature"].as_str().unwrap(),
+                "{name}: signature"
+            );
+            let msg: ClientMessage =
+                serde_json::from_str(case["message"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                msg,
+                ClientMessage::Announce {
+                    server: signed.clone()
+                },
+                "{name}: message"
+            );
+            assert_eq!(
+                serde_json::to_string(&msg).unwrap(),
+                case["message"].as_str().unwrap()
+            );
+            signed.verify().unwrap();
+        }
+        for case in v["invalid"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let parsed = serde_json::from_str::<ClientMessage>(case["message"].as_str().unwrap());
+            let got = match parsed {
+                Err(_) => "malformed".to_owned(),
+                Ok(ClientMessage::Announce { server }) => match server.verify() {
+                    Ok(()) => "ok".to_owned(),
+                    Err(Error::BadSignature { .. } | Error::BadNodeKey { .. }) => {
+                        "bad_signature".to_owned()
+                    }
+                    Err(Error::InvalidField { field, .. }) => format!("invalid_field:{field}"),
+                    Err(e) => format!("{e:?}"),
+                },
+                Ok(other) => format!("{other:?}"),
+            };
+            assert_eq!(got, case["error"].as_str().unwrap(), "{name}");
+        }
+    }
 }

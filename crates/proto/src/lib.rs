@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 
 pub mod ids;
+pub mod introducer;
 pub mod read;
 pub mod signing;
 pub mod storage;

@@ -22,8 +22,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
 use crate::backoff::{Backoff, BackoffConfig};
-use crate::wire::{Announcement, ClientMessage, NodeKey, RejectCode, ServerMessage};
 use crate::Clock;
+use lafs_proto::introducer::{Announcement, ClientMessage, NodeKey, RejectCode, ServerMessage};
 
 /// Announcer settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

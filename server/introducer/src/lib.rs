@@ -2,7 +2,7 @@
 //!
 //! | module | what | IO |
 //! |---|---|---|
-//! | [`wire`] | JSON messages, canonical signing bytes, verifying [`wire::ServerSet`] | none |
+//! | [`lafs_proto::introducer`] | JSON messages, canonical signing bytes, verifying `ServerSet` | none |
 //! | [`registry`] | the registry state machine (announce / expire, clock passed in) | none |
 //! | [`backoff`] | capped, jittered exponential backoff | none |
 //! | this file | the axum driver: [`app`], [`serve`], the expiry timer | tokio, axum |
@@ -44,10 +44,9 @@ pub mod announcer;
 pub mod backoff;
 pub mod registry;
 pub mod subscriber;
-pub mod wire;
 
+use lafs_proto::introducer::{self as wire, ClientMessage, NodeKey, RejectCode, ServerMessage};
 use registry::{Event, Registry, RegistryConfig, Rejection};
-use wire::{ClientMessage, NodeKey, RejectCode, ServerMessage};
 
 /// Path of the introducer's WebSocket endpoint. An *introducer URL* is `ws://host:port` plus
 /// this path (`wss://` behind TLS).

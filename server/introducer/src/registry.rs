@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::wire::{Error as WireError, NodeKey, RejectCode, SignedAnnouncement};
+use lafs_proto::introducer::{Error as WireError, NodeKey, RejectCode, SignedAnnouncement};
 
 /// Registry limits and timing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,7 +226,7 @@ mod tests {
     use ed25519_dalek::SigningKey;
 
     use super::*;
-    use crate::wire::Announcement;
+    use lafs_proto::introducer::Announcement;
 
     const T0: u64 = 1_700_000_000_000;
 

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
 use crate::backoff::{Backoff, BackoffConfig};
-use crate::wire::{Change, ClientMessage, ServerMessage, ServerSet};
+use lafs_proto::introducer::{Change, ClientMessage, ServerMessage, ServerSet};
 
 /// Subscriber settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
