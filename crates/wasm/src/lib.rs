@@ -1,0 +1,75 @@
+//! The lafs WebAssembly API: what the web app (`web/`) and the browser extension call.
+//!
+//! This crate wraps the pure crates in a small [wasm-bindgen] interface. Everything runs inside
+//! the page: it does no IO, opens no connection and sends nothing anywhere, so a cap handed to it
+//! (a secret: a readcap holds the file's key) never leaves the tab. The same functions are plain
+//! Rust functions on native targets, which is how they are unit-tested.
+//!
+//! What exists today:
+//!
+//! | JS name | Rust | what it does |
+//! |---|---|---|
+//! | `parseCap(text)` | [`parse_cap`] | parses a cap's text form → [`CapInfo`] (kind, what it grants, storage index, derived verifycap) |
+//! | `parseShareLink(fragment)` | [`parse_share_link`] | splits a share link's URL fragment (`#<cap>[&grid=…]`) → [`ShareLink`] |
+//! | `taggedHashHex(tag, data)` | [`tagged_hash_hex`] | lafs' domain-separated SHA-256 (`docs/spec/hashtree.md`) |
+//! | `merkleRootHex(leaves)` | [`merkle_root_hex`] | root of the lafs hash tree over 32-byte leaf hashes |
+//! | `version()` | [`version`] | this crate's version |
+//!
+//! Fetching, verifying and decrypting file contents is not here yet: it comes with the download
+//! driver.
+//!
+//! # Errors in JavaScript
+//!
+//! Functions that can fail throw a [`LafsError`] object (not a JS `Error`): it has a stable,
+//! machine-readable `code` (for example `"bad-checksum"`) and a human-readable `message`, and
+//! `String(e)` gives the message.
+//!
+//! ```js
+//! import init, { parseCap } from './lafs_wasm.js';
+//! await init();
+//! try {
+//!   const cap = parseCap(location.hash.slice(1));
+//!   console.log(cap.kind, cap.storageIndex, cap.verifyCap);
+//! } catch (e) {
+//!   console.log(e.code, e.message);
+//! }
+//! ```
+//!
+//! # Rust
+//!
+//! ```
+//! let cap = lafs_wasm::parse_cap(
+//!     "lafsr1qqqsyqcyq5rqwzqfpg9scrgwpugpzysnzs23v9ccrydpk8qarc0jqgfzyvjz2f389q5j52ev95hz7f6ss9h",
+//! )?;
+//! assert_eq!(cap.kind(), "readcap");
+//! assert_eq!(
+//!     cap.verify_cap().as_deref(),
+//!     Some("lafsv1zqg3yyc5z5tpwxqergd3c8g7ruszzg3rysjjvfeg9y4zktpd9ch7rjsjvs8ckmmpp9zu2lvz8j3vsdq8kz9"),
+//! );
+//! # Ok::<(), lafs_wasm::LafsError>(())
+//! ```
+//!
+//! With the `app` feature on `wasm32`, the crate also carries the web app's user interface
+//! (a `#[wasm_bindgen(start)]` entry point that drives `web/index.html`).
+//!
+//! [wasm-bindgen]: https://rustwasm.github.io/docs/wasm-bindgen/
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(all(feature = "app", target_arch = "wasm32"))]
+mod app;
+mod cap;
+mod error;
+mod hash;
+
+pub use cap::{parse_cap, parse_share_link, CapInfo, ShareLink};
+pub use error::{Error, LafsError};
+pub use hash::{merkle_root_hex, tagged_hash_hex};
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+/// The version of this crate (the lafs release), e.g. `"0.1.0"`.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}
