@@ -202,20 +202,21 @@ impl Default for VerifyPolicy {
     }
 }
 
-/// Verifies a signed request at time `now` (Unix seconds) and records its nonce.
+/// Checks a signed request's timestamp and signature at time `now` (Unix seconds), without
+/// touching any replay state. Use [`verify_request`] unless the nonce is recorded separately
+/// (for example to keep ed25519 verification outside a lock): a request that passed this check
+/// must still go through [`ReplayGuard::check_and_insert`] with expiry
+/// `timestamp + max_skew_secs`.
 ///
 /// Checks, in this order: the timestamp is within the allowed skew ([`Error::StaleTimestamp`]),
 /// the key is a valid ed25519 point ([`Error::BadAccountKey`]), the signature verifies under
-/// strict rules ([`Error::BadSignature`]), and only then the nonce is fresh
-/// ([`Error::ReplayedNonce`], [`Error::ReplayCacheFull`]) — so unsigned junk can never fill the
-/// replay cache. On success, returns the account that signed.
-pub fn verify_request(
+/// strict rules ([`Error::BadSignature`]). On success, returns the account that signed.
+pub fn check_signature(
     audience: &str,
     req: &RequestParts<'_>,
     headers: &SignedHeaders,
     now: u64,
     policy: &VerifyPolicy,
-    guard: &mut ReplayGuard,
 ) -> Result<AccountId, Error> {
     if headers.timestamp.abs_diff(now) > policy.max_skew_secs {
         return Err(Error::StaleTimestamp {
@@ -235,11 +236,31 @@ pub fn verify_request(
     let sig = Signature::from_bytes(&headers.signature);
     key.verify_strict(&msg, &sig)
         .map_err(|_| Error::BadSignature)?;
-    // After `timestamp + max_skew` the timestamp check alone rejects the request, so the nonce
-    // need not be remembered longer than that.
-    let expires = headers.timestamp.saturating_add(policy.max_skew_secs);
-    guard.check_and_insert(headers.account, headers.nonce, expires, now)?;
     Ok(headers.account)
+}
+
+/// The time until which a verified request's nonce must be remembered: after
+/// `timestamp + max_skew` the timestamp check alone rejects the request.
+pub fn nonce_expiry(headers: &SignedHeaders, policy: &VerifyPolicy) -> u64 {
+    headers.timestamp.saturating_add(policy.max_skew_secs)
+}
+
+/// Verifies a signed request at time `now` (Unix seconds) and records its nonce.
+///
+/// [`check_signature`] first, and only then the nonce is checked to be fresh
+/// ([`Error::ReplayedNonce`], [`Error::ReplayCacheFull`]) — so unsigned junk can never fill the
+/// replay cache. On success, returns the account that signed.
+pub fn verify_request(
+    audience: &str,
+    req: &RequestParts<'_>,
+    headers: &SignedHeaders,
+    now: u64,
+    policy: &VerifyPolicy,
+    guard: &mut ReplayGuard,
+) -> Result<AccountId, Error> {
+    let account = check_signature(audience, req, headers, now, policy)?;
+    guard.check_and_insert(account, headers.nonce, nonce_expiry(headers, policy), now)?;
+    Ok(account)
 }
 
 /// Remembers (account, nonce) pairs until their request could no longer pass the timestamp

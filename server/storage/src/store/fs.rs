@@ -1,0 +1,432 @@
+//! The filesystem share store.
+//!
+//! Layout under the data directory (all names come from typed identifiers, never from client
+//! text, so no path can point outside it):
+//!
+//! ```text
+//! server-id                          random id, created once
+//! incoming/<upload-id>/upload.json   UploadMeta (written to a temp file, fsynced, renamed)
+//! incoming/<upload-id>/ranges.log    18-byte records: 0x01, share u8, offset u64, len u64 (BE)
+//! incoming/<upload-id>/<n>.data      bytes of incoming share n, at their offsets
+//! incoming/<upload-id>/<n>.done      {"storage_index": ..., "length": ...} once n is committed
+//! shares/<si[0..2]>/<si>/<n>         finished share n of storage index si (base32)
+//! advisories.jsonl                   corruption advisories, one JSON object per line
+//! ```
+//!
+//! Crash safety: a range is appended to `ranges.log` only after its bytes were written (and,
+//! with [`FsOptions::durable_writes`], fsynced), so a range listed after a restart is stored; a
+//! torn last record is ignored. Committing fsyncs the incoming file, renames it into `shares/`
+//! (atomic) and fsyncs the directories, so a finished share is either absent or complete.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use lafs_proto::ids::{parse_storage_index, storage_index_to_text};
+use lafs_proto::storage::ShareInfo;
+use lafs_proto::{ShareNum, StorageIndex, UploadId};
+use serde::{Deserialize, Serialize};
+
+use super::{random_server_id, Advisory, ShareStore, Space, StoreError, StoredUpload, UploadMeta};
+use crate::ranges::RangeSet;
+
+const RECORD_LEN: usize = 18;
+const RECORD_RANGE: u8 = 1;
+
+/// Options of an [`FsStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsOptions {
+    /// fsync incoming data before recording a received range (survives power loss, slower).
+    /// Without it a range recorded just before a power failure may hold stale bytes; the share
+    /// then fails verification at finish and must be re-sent. Process crashes are safe either
+    /// way.
+    pub durable_writes: bool,
+    /// Bytes of free space to leave to the rest of the system.
+    pub reserved_space: u64,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        Self {
+            durable_writes: true,
+            reserved_space: 0,
+        }
+    }
+}
+
+/// Share store in a directory of the local filesystem.
+#[derive(Debug)]
+pub struct FsStore {
+    root: PathBuf,
+    options: FsOptions,
+    server_id: String,
+    share_count: AtomicU64,
+    advisory_lock: Mutex<()>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DoneMarker {
+    #[serde(with = "lafs_proto::ids::si_text")]
+    storage_index: StorageIndex,
+    length: u64,
+}
+
+impl FsStore {
+    /// Opens (creating if needed) a store in `root`.
+    pub fn open(root: impl Into<PathBuf>, options: FsOptions) -> Result<Self, StoreError> {
+        let root = root.into();
+        fs::create_dir_all(root.join("incoming"))?;
+        fs::create_dir_all(root.join("shares"))?;
+        let id_path = root.join("server-id");
+        let server_id = match fs::read_to_string(&id_path) {
+            Ok(s) => s.trim().to_owned(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let id = random_server_id()?;
+                write_atomic(&root, "server-id", id.as_bytes())?;
+                id
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let store = Self {
+            root,
+            options,
+            server_id,
+            share_count: AtomicU64::new(0),
+            advisory_lock: Mutex::new(()),
+        };
+        store
+            .share_count
+            .store(store.count_shares()?, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn upload_dir(&self, id: UploadId) -> PathBuf {
+        self.root.join("incoming").join(id.to_text())
+    }
+
+    fn share_dir(&self, si: &StorageIndex) -> PathBuf {
+        let text = storage_index_to_text(si);
+        self.root.join("shares").join(&text[..2]).join(text)
+    }
+
+    fn count_shares(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for prefix in fs::read_dir(self.root.join("shares"))? {
+            let prefix = prefix?;
+            if !prefix.file_type()?.is_dir() {
+                continue;
+            }
+            for si_dir in fs::read_dir(prefix.path())? {
+                let si_dir = si_dir?;
+                let Some(name) = si_dir.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let Ok(si) = parse_storage_index(&name) else {
+                    continue;
+                };
+                n += self.list_shares(&si)?.len() as u64;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Writes `name` in `dir` through a temp file, fsync, rename and directory fsync.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn read_at_most(f: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    let file_len = f.metadata()?.len();
+    let avail = file_len.saturating_sub(offset).min(len);
+    let n = usize::try_from(avail).map_err(|_| io::Error::other("read too large"))?;
+    let mut buf = vec![0u8; n];
+    f.read_exact_at(&mut buf, offset)?;
+    Ok(buf)
+}
+
+fn parse_log(bytes: &[u8]) -> Vec<(ShareNum, u64, u64)> {
+    bytes
+        .chunks_exact(RECORD_LEN)
+        .filter(|r| r[0] == RECORD_RANGE)
+        .map(|r| {
+            let mut o = [0u8; 8];
+            let mut l = [0u8; 8];
+            o.copy_from_slice(&r[2..10]);
+            l.copy_from_slice(&r[10..18]);
+            (ShareNum(r[1]), u64::from_be_bytes(o), u64::from_be_bytes(l))
+        })
+        .collect()
+}
+
+impl ShareStore for FsStore {
+    fn server_id(&self) -> String {
+        self.server_id.clone()
+    }
+
+    fn create_upload(&self, id: UploadId, meta: &UploadMeta) -> Result<(), StoreError> {
+        let dir = self.upload_dir(id);
+        fs::create_dir(&dir)?;
+        let json = serde_json::to_vec(meta).map_err(|e| StoreError::Io(e.to_string()))?;
+        let res = write_atomic(&dir, "upload.json", &json)
+            .and_then(|()| sync_dir(&self.root.join("incoming")));
+        if let Err(e) = res {
+            // A directory without upload.json is removed at the next start anyway.
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn write_incoming(
+        &self,
+        id: UploadId,
+        share: ShareNum,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let dir = self.upload_dir(id);
+        if !dir.join("upload.json").exists() {
+            return Err(StoreError::NotFound);
+        }
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{share}.data")))?;
+        f.write_all_at(data, offset)?;
+        if self.options.durable_writes {
+            f.sync_data()?;
+        }
+        let mut rec = [0u8; RECORD_LEN];
+        rec[0] = RECORD_RANGE;
+        rec[1] = share.0;
+        rec[2..10].copy_from_slice(&offset.to_be_bytes());
+        rec[10..18].copy_from_slice(&(data.len() as u64).to_be_bytes());
+        // One write of one record to an O_APPEND file: records never interleave.
+        let mut log = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.join("ranges.log"))?;
+        log.write_all(&rec)?;
+        Ok(())
+    }
+
+    fn read_incoming(
+        &self,
+        id: UploadId,
+        share: ShareNum,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let f = File::open(self.upload_dir(id).join(format!("{share}.data")))?;
+        Ok(read_at_most(&f, offset, len)?)
+    }
+
+    fn commit_share(
+        &self,
+        id: UploadId,
+        share: ShareNum,
+        si: &StorageIndex,
+        len: u64,
+    ) -> Result<bool, StoreError> {
+        let dir = self.upload_dir(id);
+        let src = dir.join(format!("{share}.data"));
+        let f = OpenOptions::new().write(true).open(&src)?;
+        if f.metadata()?.len() != len {
+            f.set_len(len)?;
+        }
+        f.sync_all()?;
+        drop(f);
+        let target_dir = self.share_dir(si);
+        let target = target_dir.join(share.to_string());
+        let already = target.exists();
+        if already {
+            fs::remove_file(&src)?;
+        } else {
+            fs::create_dir_all(&target_dir)?;
+            fs::rename(&src, &target)?;
+            sync_dir(&target_dir)?;
+            if let Some(prefix) = target_dir.parent() {
+                sync_dir(prefix)?;
+                sync_dir(&self.root.join("shares"))?;
+            }
+            self.share_count.fetch_add(1, Ordering::Relaxed);
+        }
+        let marker = serde_json::to_vec(&DoneMarker {
+            storage_index: *si,
+            length: len,
+        })
+        .map_err(|e| StoreError::Io(e.to_string()))?;
+        // Losing the marker in a crash is harmless: the share is re-sent and found present.
+        fs::write(dir.join(format!("{share}.done")), marker)?;
+        Ok(!already)
+    }
+
+    fn remove_upload(&self, id: UploadId) -> Result<(), StoreError> {
+        fs::remove_dir_all(self.upload_dir(id))?;
+        Ok(())
+    }
+
+    fn load_uploads(&self) -> Result<Vec<StoredUpload>, StoreError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.root.join("incoming"))? {
+            let entry = entry?;
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<UploadId>().ok())
+            else {
+                continue;
+            };
+            let dir = entry.path();
+            let meta: UploadMeta = match fs::read(dir.join("upload.json")) {
+                Ok(bytes) => match serde_json::from_slice(&bytes) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(upload = %id, error = %e, "unreadable upload.json, discarding upload");
+                        let _ = fs::remove_dir_all(&dir);
+                        continue;
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Crash during allocation: nothing was acknowledged.
+                    let _ = fs::remove_dir_all(&dir);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let log = match fs::read(dir.join("ranges.log")) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            let records = parse_log(&log);
+            let mut up = StoredUpload {
+                id,
+                meta: meta.clone(),
+                received: Default::default(),
+                finished: Default::default(),
+            };
+            for &share in &meta.shares {
+                if let Ok(bytes) = fs::read(dir.join(format!("{share}.done"))) {
+                    if let Ok(m) = serde_json::from_slice::<DoneMarker>(&bytes) {
+                        up.finished.insert(share, (m.storage_index, m.length));
+                        continue;
+                    }
+                }
+                let file_len = match fs::metadata(dir.join(format!("{share}.data"))) {
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                    Err(e) => return Err(e.into()),
+                };
+                let mut set = RangeSet::new();
+                for &(s, off, len) in &records {
+                    if s == share {
+                        set.insert(off, off.saturating_add(len));
+                    }
+                }
+                set.truncate(file_len);
+                up.received.insert(share, set);
+            }
+            out.push(up);
+        }
+        out.sort_by_key(|u| u.id);
+        Ok(out)
+    }
+
+    fn list_shares(&self, si: &StorageIndex) -> Result<Vec<ShareInfo>, StoreError> {
+        let dir = match fs::read_dir(self.share_dir(si)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in dir {
+            let entry = entry?;
+            let Some(share) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<ShareNum>().ok())
+            else {
+                continue;
+            };
+            out.push(ShareInfo {
+                share,
+                length: entry.metadata()?.len(),
+            });
+        }
+        out.sort_by_key(|s| s.share);
+        Ok(out)
+    }
+
+    fn read_share(
+        &self,
+        si: &StorageIndex,
+        share: ShareNum,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let f = File::open(self.share_dir(si).join(share.to_string()))?;
+        Ok(read_at_most(&f, offset, len)?)
+    }
+
+    fn space(&self) -> Result<Space, StoreError> {
+        let st = rustix::fs::statvfs(&self.root).map_err(io::Error::from)?;
+        let total = st.f_blocks.saturating_mul(st.f_frsize);
+        let available = st
+            .f_bavail
+            .saturating_mul(st.f_frsize)
+            .saturating_sub(self.options.reserved_space);
+        Ok(Space { total, available })
+    }
+
+    fn record_advisory(&self, advisory: &Advisory) -> Result<(), StoreError> {
+        let mut line = serde_json::to_vec(advisory).map_err(|e| StoreError::Io(e.to_string()))?;
+        line.push(b'\n');
+        let _guard = self.advisory_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.root.join("advisories.jsonl"))?;
+        f.write_all(&line)?;
+        f.sync_data()?;
+        Ok(())
+    }
+
+    fn advisories(&self) -> Result<Vec<Advisory>, StoreError> {
+        let f = match File::open(self.root.join("advisories.jsonl")) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for line in io::BufReader::new(f).lines() {
+            if let Ok(a) = serde_json::from_str(&line?) {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    fn share_count(&self) -> Result<u64, StoreError> {
+        Ok(self.share_count.load(Ordering::Relaxed))
+    }
+}
