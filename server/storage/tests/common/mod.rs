@@ -1,5 +1,6 @@
 //! Test harness: an in-process server on 127.0.0.1:0 and a signing HTTP client.
-#![allow(dead_code, unreachable_pub)]
+// Test support code: panicking on a failed set-up step is the desired behaviour.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
