@@ -771,4 +771,89 @@ mod tests {
             assert_eq!(got, case["error"].as_str().unwrap(), "{name}");
         }
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn announcement() -> impl Strategy<Value = (u8, Announcement)> {
+            (
+                any::<u8>(),
+                0..=MAX_JSON_INT,
+                0..=MAX_JSON_INT,
+                any::<u32>(),
+                "[a-z0-9.-]{1,40}(:[0-9]{1,5})?(/[a-z0-9/]{0,20})?",
+                0..=MAX_JSON_INT,
+                any::<u64>(),
+                "[^\\p{Cc}]{0,16}",
+            )
+                .prop_map(
+                    |(seed, seqnum, ts, protocol, host, capacity, avail, nick)| {
+                        let key = SigningKey::from_bytes(&[seed; 32]);
+                        let available = if capacity == 0 {
+                            0
+                        } else {
+                            avail % (capacity + 1)
+                        };
+                        let a = Announcement {
+                            node_key: NodeKey::from_signing_key(&key),
+                            seqnum,
+                            timestamp_ms: ts,
+                            protocol,
+                            url: format!("https://{host}"),
+                            capacity,
+                            available,
+                            nickname: nick,
+                        };
+                        (seed, a)
+                    },
+                )
+        }
+
+        proptest! {
+            #[test]
+            fn sign_verify_json_roundtrip((seed, a) in announcement(), flip in 0usize..6) {
+                let key = SigningKey::from_bytes(&[seed; 32]);
+                let signed = a.clone().sign(&key).unwrap();
+                signed.verify().unwrap();
+                let json = serde_json::to_string(&ServerMessage::Joined { server: signed.clone() }).unwrap();
+                let back: ServerMessage = serde_json::from_str(&json).unwrap();
+                prop_assert_eq!(back, ServerMessage::Joined { server: signed.clone() });
+                // Changing any signed field breaks the signature (or the field check).
+                let mut t = signed;
+                match flip {
+                    0 => t.announcement.seqnum ^= 1,
+                    1 => t.announcement.timestamp_ms ^= 1,
+                    2 => t.announcement.protocol ^= 1,
+                    3 => t.announcement.url.push('x'),
+                    4 => t.announcement.capacity = t.announcement.capacity.wrapping_add(1),
+                    _ => t.announcement.nickname.push('x'),
+                }
+                prop_assert!(t.verify().is_err());
+            }
+
+            #[test]
+            fn hostile_json_never_panics(s in ".{0,300}") {
+                if let Ok(ClientMessage::Announce { server }) = serde_json::from_str::<ClientMessage>(&s) {
+                    let _ = server.verify();
+                }
+                if let Ok(msg) = serde_json::from_str::<ServerMessage>(&s) {
+                    let _ = ServerSet::new().apply(&msg);
+                }
+            }
+
+            #[test]
+            fn mutated_valid_messages_never_panic((seed, a) in announcement(), pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
+                let key = SigningKey::from_bytes(&[seed; 32]);
+                let signed = a.sign(&key).unwrap();
+                let mut json = serde_json::to_vec(&ClientMessage::Announce { server: signed }).unwrap();
+                let i = pos.index(json.len());
+                json[i] = byte;
+                if let Ok(ClientMessage::Announce { server }) = serde_json::from_slice::<ClientMessage>(&json) {
+                    let _ = server.verify();
+                }
+            }
+        }
+    }
 }

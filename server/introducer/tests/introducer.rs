@@ -475,3 +475,86 @@ async fn http_snapshot_and_info() {
         .unwrap();
     assert!(resp.status().is_client_error());
 }
+
+#[tokio::test(start_paused = true)]
+async fn announcer_backs_off_exponentially_while_the_introducer_is_unreachable() {
+    // A port nothing listens on: every attempt is refused at once, so only the backoff paces
+    // the retries (virtual time).
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}{}", free.local_addr().unwrap(), INTRODUCER_PATH);
+    drop(free);
+    let cfg = AnnouncerConfig {
+        reply_timeout: Duration::from_secs(1),
+        backoff: BackoffConfig {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(1600),
+        },
+        seed: 5,
+        ..AnnouncerConfig::new(url)
+    };
+    let a = Announcer::spawn(
+        cfg,
+        SigningKey::from_bytes(&[1; 32]),
+        Clock::starting_at(T0),
+        || ServerInfo {
+            url: "http://127.0.0.1:1".into(),
+            protocol: 1,
+            capacity: 1,
+            available: 1,
+            nickname: String::new(),
+        },
+    );
+    let status = a.status();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let attempts = match *status.borrow() {
+        AnnouncerStatus::Connecting { attempt } => attempt,
+        ref other => panic!("unexpected status {other:?}"),
+    };
+    // Delays are in [c/2, c] for c = 100, 200, 400, 800, 1600, 1600, ... ms: between 9 and 16
+    // attempts fit in 10 s (a fixed 100 ms retry would make 100).
+    assert!((8..=17).contains(&attempts), "{attempts} attempts in 10 s");
+    a.stop().await;
+    assert_eq!(*status.borrow(), AnnouncerStatus::Stopped);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_get_503() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}{}", listener.local_addr().unwrap(), INTRODUCER_PATH);
+    let state = IntroducerState::new(IntroducerConfig {
+        max_connections: 1,
+        ..config()
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let mut first = raw(&url).await;
+    send(&mut first, &ClientMessage::Subscribe).await;
+    assert_eq!(
+        recv(&mut first).await,
+        ServerMessage::Snapshot { servers: vec![] }
+    );
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // Closing the first frees the slot.
+    first.close(None).await.unwrap();
+    drop(first);
+    let deadline = Instant::now() + WAIT;
+    let mut second = loop {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
+            break ws;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    send(&mut second, &ClientMessage::Subscribe).await;
+    assert!(matches!(
+        recv(&mut second).await,
+        ServerMessage::Snapshot { .. }
+    ));
+    let _ = stop.send(());
+    timeout(WAIT, task).await.unwrap().unwrap().unwrap();
+}
