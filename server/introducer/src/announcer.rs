@@ -130,7 +130,7 @@ impl Announcer {
         self.status.clone()
     }
 
-    /// Closes the connection (WebSocket close 1000) and waits for the task to end.
+    /// Stops the task (dropping the connection) and waits for it to end.
     pub async fn stop(mut self) {
         self.stop.send_replace(true);
         if let Some(task) = self.task.take() {

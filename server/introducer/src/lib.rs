@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -294,20 +294,29 @@ pub async fn serve(
     result
 }
 
-async fn info_handler(State(state): State<IntroducerState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "service": "lafs-introducer",
-        "version": env!("CARGO_PKG_VERSION"),
-        "endpoint": INTRODUCER_PATH,
-        "servers": state.registry().len(),
-        "ttl_ms": state.inner.config.registry.ttl_ms,
-    }))
+/// Browsers on other origins may read the (public) server list.
+const ANY_ORIGIN: [(header::HeaderName, &str); 1] = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+
+async fn info_handler(State(state): State<IntroducerState>) -> impl IntoResponse {
+    (
+        ANY_ORIGIN,
+        Json(serde_json::json!({
+            "service": "lafs-introducer",
+            "version": env!("CARGO_PKG_VERSION"),
+            "endpoint": INTRODUCER_PATH,
+            "servers": state.registry().len(),
+            "ttl_ms": state.inner.config.registry.ttl_ms,
+        })),
+    )
 }
 
-async fn servers_handler(State(state): State<IntroducerState>) -> Json<ServerMessage> {
-    Json(ServerMessage::Snapshot {
-        servers: state.snapshot(),
-    })
+async fn servers_handler(State(state): State<IntroducerState>) -> impl IntoResponse {
+    (
+        ANY_ORIGIN,
+        Json(ServerMessage::Snapshot {
+            servers: state.snapshot(),
+        }),
+    )
 }
 
 async fn ws_handler(State(state): State<IntroducerState>, ws: WebSocketUpgrade) -> Response {

@@ -454,6 +454,7 @@ async fn http_snapshot_and_info() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
     let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
     assert_eq!(
         serde_json::from_slice::<ServerMessage>(&body).unwrap(),
