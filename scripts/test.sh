@@ -22,6 +22,9 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
+step "cargo clippy of the web app (wasm32, feature app, -D warnings)"
+cargo clippy --locked --target wasm32-unknown-unknown -p lafs-wasm --features app --all-targets -- -D warnings
+
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 
@@ -34,5 +37,14 @@ cargo build --locked --target wasm32-unknown-unknown "${pure[@]}"
 
 step "cargo test --workspace"
 cargo test --locked --workspace
+
+step "wasm tests in headless Chromium (wasm-bindgen-test)"
+cargo test --locked --target wasm32-unknown-unknown -p lafs-wasm
+
+step "web app: trunk build --release (web/dist)"
+(cd web && trunk build --release)
+
+step "web app: Playwright tests in headless Chromium (browser-tests/)"
+(cd browser-tests && npx --no-install playwright test)
 
 printf '\n==> all checks passed in %s s\n' "$(( $(date +%s) - t0 ))"

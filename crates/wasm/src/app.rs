@@ -13,7 +13,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Element, Event, HtmlInputElement, Window};
 
-use crate::{parse_cap, parse_share_link, CapInfo, LafsError};
+use crate::{parse_share_link, CapInfo, LafsError};
 
 /// Entry point, run by the loader as soon as the module is instantiated.
 #[wasm_bindgen(start)]
@@ -98,7 +98,7 @@ impl Ui {
         }
     }
 
-    /// Opens the cap typed or pasted into the text box.
+    /// Opens the cap (or whole share link) typed or pasted into the text box.
     fn show_input(&self) -> Result<(), JsValue> {
         let input = self.input()?;
         let text = input.value();
@@ -106,17 +106,24 @@ impl Ui {
         if text.is_empty() {
             return self.show_nothing();
         }
+        // A whole share link (`https://…/#<cap>&…`) opens like its fragment.
+        let fragment = text.split_once('#').map_or(text, |(_, f)| f);
         let history = self.window.history()?;
         let location = self.window.location();
         let here = format!("{}{}", location.pathname()?, location.search()?);
-        match parse_cap(text) {
-            Ok(info) => {
+        match parse_share_link(fragment) {
+            Ok(link) => {
+                let info = link.cap();
                 input.set_value(&info.text());
+                let grid = link
+                    .grid()
+                    .map(|g| format!("&grid={g}"))
+                    .unwrap_or_default();
                 // The address now opens this cap: a shareable link. Sends nothing.
                 history.replace_state_with_url(
                     &JsValue::NULL,
                     "",
-                    Some(&format!("{here}#{}", info.text())),
+                    Some(&format!("{here}#{}{grid}", info.text())),
                 )?;
                 self.show_cap(&info)
             }
