@@ -342,8 +342,8 @@ impl SignedAnnouncement {
 
 /// A message from a peer (storage server or subscriber) to the introducer.
 ///
-/// The first message on a connection decides its mode: `announce` (only announces may follow,
-/// all for the same node key) or `subscribe` (nothing may follow).
+/// The first message on a connection decides its mode: `announce` (only announces for the same
+/// node key, and finally `withdraw`, may follow) or `subscribe` (nothing may follow).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
@@ -354,6 +354,10 @@ pub enum ClientMessage {
     },
     /// Ask for the current server set and every later change.
     Subscribe,
+    /// On an announcing connection: remove the server now (clean shutdown) instead of letting
+    /// it expire. Honoured only if the latest announcement accepted for the key came over this
+    /// connection; the introducer then closes the connection with code 1000.
+    Withdraw,
 }
 
 /// Why the introducer refused an announcement; sent in [`ServerMessage::Rejected`] and as the
@@ -431,7 +435,7 @@ pub enum ServerMessage {
         /// The new announcement.
         server: SignedAnnouncement,
     },
-    /// To a subscriber: a server stopped announcing and was forgotten.
+    /// To a subscriber: a server withdrew, or stopped announcing and expired.
     Left {
         /// The server that left.
         node_key: NodeKey,

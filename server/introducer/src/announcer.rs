@@ -93,7 +93,8 @@ pub enum AnnouncerStatus {
 }
 
 /// Handle to a running announcer task. Dropping it aborts the task (the connection drops and
-/// the server expires from the introducer after its TTL); [`Self::stop`] closes it cleanly.
+/// the server expires from the introducer after its TTL); [`Self::stop`] withdraws the server
+/// (it leaves the introducer's set at once) and closes the connection.
 pub struct Announcer {
     status: watch::Receiver<AnnouncerStatus>,
     stop: watch::Sender<bool>,
@@ -130,7 +131,8 @@ impl Announcer {
         self.status.clone()
     }
 
-    /// Stops the task (dropping the connection) and waits for it to end.
+    /// Withdraws the server from the introducer (if connected), closes the connection and waits
+    /// for the task to end.
     pub async fn stop(mut self) {
         self.stop.send_replace(true);
         if let Some(task) = self.task.take() {
@@ -172,10 +174,14 @@ async fn run<F>(
         status.send_replace(AnnouncerStatus::Connecting {
             attempt: backoff.attempts(),
         });
-        let end = tokio::select! {
-            end = session(&config, &key, &clock, &info, &status, &mut last_seqnum, &mut backoff) => end,
-            _ = stopped(&mut stop) => SessionEnd::Stopped,
+        let ctx = Ctx {
+            config: &config,
+            key: &key,
+            clock: &clock,
+            info: &info,
+            status: &status,
         };
+        let end = session(&ctx, &mut last_seqnum, &mut backoff, &mut stop).await;
         if let SessionEnd::Stopped = end {
             break;
         }
@@ -189,20 +195,37 @@ async fn run<F>(
     status.send_replace(AnnouncerStatus::Stopped);
 }
 
+/// What a session reads but does not change.
+struct Ctx<'a, F> {
+    config: &'a AnnouncerConfig,
+    key: &'a SigningKey,
+    clock: &'a Clock,
+    info: &'a F,
+    status: &'a watch::Sender<AnnouncerStatus>,
+}
+
 async fn session<F>(
-    config: &AnnouncerConfig,
-    key: &SigningKey,
-    clock: &Clock,
-    info: &F,
-    status: &watch::Sender<AnnouncerStatus>,
+    ctx: &Ctx<'_, F>,
     last_seqnum: &mut u64,
     backoff: &mut Backoff,
+    stop: &mut watch::Receiver<bool>,
 ) -> SessionEnd
 where
     F: Fn() -> ServerInfo,
 {
+    let Ctx {
+        config,
+        key,
+        clock,
+        info,
+        status,
+    } = *ctx;
     let connect = tokio_tungstenite::connect_async(config.introducer_url.as_str());
-    let mut ws = match tokio::time::timeout(config.reply_timeout, connect).await {
+    let connect = tokio::select! {
+        c = tokio::time::timeout(config.reply_timeout, connect) => c,
+        () = stopped(stop) => return SessionEnd::Stopped,
+    };
+    let mut ws = match connect {
         Ok(Ok((ws, _))) => ws,
         Ok(Err(e)) => {
             debug!(error = %e, url = %config.introducer_url, "announcer cannot connect");
@@ -257,8 +280,11 @@ where
                     Some(Ok(_)) => {}
                 }
             }
-        })
-        .await;
+        });
+        let reply = tokio::select! {
+            r = reply => r,
+            () = stopped(stop) => return SessionEnd::Stopped,
+        };
         let heartbeat = match reply {
             Ok(Some(ServerMessage::Accepted { seqnum: s, ttl_ms })) if s == seqnum => {
                 if !matches!(*status.borrow(), AnnouncerStatus::Announced { .. }) {
@@ -298,7 +324,34 @@ where
                     Some(Err(_)) | None => return SessionEnd::Failed,
                     Some(Ok(_)) => {}
                 },
+                () = stopped(stop) => {
+                    withdraw(&mut ws, config.reply_timeout).await;
+                    return SessionEnd::Stopped;
+                }
             }
         }
     }
+}
+
+/// Asks the introducer to drop this server now (rather than after its TTL) and waits, at most
+/// `limit`, for it to close the connection.
+async fn withdraw<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, limit: Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(json) = serde_json::to_string(&ClientMessage::Withdraw) else {
+        return;
+    };
+    if ws.send(Message::text(json)).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(limit, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Close(_) = m {
+                break;
+            }
+        }
+    })
+    .await;
+    debug!("withdrawn from the introducer");
 }

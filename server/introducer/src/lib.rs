@@ -55,6 +55,9 @@ pub const INTRODUCER_PATH: &str = "/v1/introducer";
 /// Path of the read-only JSON snapshot of the live set (same body as the `snapshot` message).
 pub const SERVERS_PATH: &str = "/v1/servers";
 
+/// WebSocket close code after a withdrawal (RFC 6455 "normal closure").
+pub const CLOSE_NORMAL: u16 = 1000;
+
 /// WebSocket close code sent to every peer when the introducer shuts down (RFC 6455 "going away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -202,6 +205,18 @@ impl IntroducerState {
             Some(Event::Left(_)) | None => {}
         }
         Ok(())
+    }
+
+    /// Removes a server at its own request (see [`Registry::withdraw`]) and tells subscribers.
+    fn withdraw(&self, key: &NodeKey, seqnum: u64) {
+        let mut reg = self.registry();
+        if let Some(Event::Left(k)) = reg.withdraw(key, seqnum) {
+            info!(node = %k, "storage server withdrew");
+            let _ = self
+                .inner
+                .events
+                .send(Arc::new(ServerMessage::Left { node_key: k }));
+        }
     }
 
     fn subscribe(
@@ -430,6 +445,10 @@ async fn connection(mut socket: WebSocket, state: IntroducerState, _permit: Owne
         Ok(ClientMessage::Announce { server }) => {
             announcer_loop(socket, state, shutdown, server).await
         }
+        Ok(ClientMessage::Withdraw) => {
+            let reason = "withdraw is only valid after an announcement".to_owned();
+            reject(&mut socket, RejectCode::BadMessage, reason, None).await;
+        }
         Err(e) => {
             reject(
                 &mut socket,
@@ -456,6 +475,7 @@ async fn announcer_loop(
     // A connection that neither announces nor answers for two TTLs is dead.
     let idle = Duration::from_millis(ttl_ms.saturating_mul(2));
     let mut last_heard = Instant::now();
+    let mut accepted = None;
     loop {
         if let Some(ann) = next.take() {
             if ann.node_key() != key {
@@ -469,6 +489,7 @@ async fn announcer_loop(
             let seqnum = ann.announcement.seqnum;
             match state.announce(ann) {
                 Ok(()) => {
+                    accepted = Some(seqnum);
                     if socket
                         .send(text(&ServerMessage::Accepted { seqnum, ttl_ms }))
                         .await
@@ -491,6 +512,13 @@ async fn announcer_loop(
                     Incoming::Other => {}
                     Incoming::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
                         Ok(ClientMessage::Announce { server }) => next = Some(server),
+                        Ok(ClientMessage::Withdraw) => {
+                            if let Some(seqnum) = accepted {
+                                state.withdraw(&key, seqnum);
+                            }
+                            let _ = socket.send(close(CLOSE_NORMAL, "withdrawn")).await;
+                            return;
+                        }
                         Ok(ClientMessage::Subscribe) => {
                             let reason = "an announcing connection cannot subscribe".to_owned();
                             reject(&mut socket, RejectCode::BadMessage, reason, None).await;

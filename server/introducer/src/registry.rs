@@ -11,7 +11,8 @@
 //! - its seqnum must be strictly higher than any seqnum accepted for that key within the replay
 //!   window, even if the server has since expired (so a recorded announcement cannot bring a
 //!   dead server back);
-//! - a server not re-announced within `ttl_ms` of its last accepted announcement leaves.
+//! - a server not re-announced within `ttl_ms` of its last accepted announcement leaves;
+//! - a server leaves at once when it withdraws over the connection of its latest announcement.
 
 use std::collections::BTreeMap;
 
@@ -177,6 +178,20 @@ impl Registry {
         };
         self.live.insert(key, Live { ann, expires_at });
         Ok(event)
+    }
+
+    /// Removes server `key` at its own request, if its live announcement has seqnum `seqnum`
+    /// (the caller passes the last seqnum it accepted on the withdrawing connection, so an old
+    /// connection cannot remove a server that has since announced elsewhere). The seqnum stays
+    /// remembered, so the withdrawn announcement cannot be replayed.
+    pub fn withdraw(&mut self, key: &NodeKey, seqnum: u64) -> Option<Event> {
+        match self.live.get(key) {
+            Some(l) if l.ann.announcement.seqnum == seqnum => {
+                self.live.remove(key);
+                Some(Event::Left(*key))
+            }
+            _ => None,
+        }
     }
 
     /// Removes every server whose time ran out at `now_ms`, returning a `Left` event for each,
@@ -360,6 +375,27 @@ mod tests {
             r.announce(fresh, T0 + 200_000),
             Ok(Some(Event::Joined(_)))
         ));
+    }
+
+    #[test]
+    fn withdraw_only_by_the_latest_announcement() {
+        let mut r = Registry::new(cfg());
+        let k = key(1);
+        let n = NodeKey::from_signing_key(&k);
+        let a1 = signed(&k, 1, T0, 1);
+        r.announce(a1.clone(), T0).unwrap();
+        r.announce(signed(&k, 2, T0 + 10, 1), T0 + 10).unwrap();
+        // The connection that sent seqnum 1 is outdated: nothing happens.
+        assert_eq!(r.withdraw(&n, 1), None);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.withdraw(&n, 2), Some(Event::Left(n)));
+        assert!(r.is_empty());
+        assert_eq!(r.withdraw(&n, 2), None);
+        // The withdrawn announcements cannot be replayed.
+        let e = r.announce(signed(&k, 2, T0 + 10, 1), T0 + 20).unwrap_err();
+        assert_eq!(e.code, RejectCode::StaleSeqnum);
+        assert!(r.announce(a1, T0 + 20).is_err());
+        assert!(r.announce(signed(&k, 3, T0 + 20, 1), T0 + 20).is_ok());
     }
 
     #[test]

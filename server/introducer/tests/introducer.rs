@@ -200,10 +200,16 @@ async fn tracks_joins_and_expires_a_dropped_server() {
     assert_eq!(keys(&v), sorted(vec![key(1), key(3), key(4)]));
     assert!(v.connected);
 
-    // A clean stop also ends in expiry; the others stay.
+    // A clean stop withdraws at once, well before the TTL; the others stay.
     let s4 = a.pop().unwrap();
+    let t_stop = Instant::now();
     s4.stop().await;
     let v = wait_view(&mut view, "server 4 to leave", |v| v.servers.len() == 2).await;
+    assert!(
+        t_stop.elapsed() < Duration::from_millis(TTL_MS / 2),
+        "{:?}",
+        t_stop.elapsed()
+    );
     assert_eq!(keys(&v), sorted(vec![key(1), key(3)]));
 
     for x in a {
@@ -414,6 +420,40 @@ async fn forged_and_replayed_announcements_are_rejected() {
         }
     ));
     assert_eq!(close_code_of(&mut ws).await, close_code::KEY_CHANGED);
+
+    // Withdraw as the first message is refused; after an accepted announcement it removes
+    // the server at once and closes normally.
+    let mut w = raw(&url).await;
+    send(&mut w, &ClientMessage::Withdraw).await;
+    assert!(matches!(
+        recv(&mut w).await,
+        ServerMessage::Rejected {
+            code: RejectCode::BadMessage,
+            ..
+        }
+    ));
+    let s6 = SigningKey::from_bytes(&[6; 32]);
+    let mut w = raw(&url).await;
+    send(
+        &mut w,
+        &ClientMessage::Announce {
+            server: announcement(6, 1, T0).sign(&s6).unwrap(),
+        },
+    )
+    .await;
+    assert!(matches!(
+        recv(&mut w).await,
+        ServerMessage::Accepted { seqnum: 1, .. }
+    ));
+    assert!(
+        matches!(recv(&mut sub).await, ServerMessage::Joined { server } if server.node_key() == key(6))
+    );
+    send(&mut w, &ClientMessage::Withdraw).await;
+    assert_eq!(close_code_of(&mut w).await, 1000);
+    assert_eq!(
+        recv(&mut sub).await,
+        ServerMessage::Left { node_key: key(6) }
+    );
 
     // Garbage is a bad message.
     let mut junk = raw(&url).await;
