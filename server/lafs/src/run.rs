@@ -139,8 +139,11 @@ async fn run_node(
         let _ = writeln!(urls, "storage = \"{url}\"");
 
         let nickname = config.node.nickname.clone();
+        let read_only = section.read_only;
         let info = move || {
             let (capacity, available) = match store.space() {
+                // A read-only server has no room for new shares.
+                Ok(s) if read_only => (s.total, 0),
                 Ok(s) => (s.total, s.available.min(s.total)),
                 Err(e) => {
                     warn!(error = %e, "cannot read free space; announcing none");
