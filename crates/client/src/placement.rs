@@ -28,8 +28,22 @@ use crate::Error;
 const PLACEMENT_TAG: &str = "lafs/v1/placement";
 
 /// A storage server's identity: its ed25519 node public key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServerId(pub [u8; 32]);
+
+impl core::fmt::Display for ServerId {
+    /// Lowercase base32 of the key (52 characters), as in announcements and URLs.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&lafs_proto::ids::base32_encode(&self.0))
+    }
+}
+
+impl core::fmt::Debug for ServerId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let t = lafs_proto::ids::base32_encode(&self.0);
+        write!(f, "ServerId({})", &t[..10])
+    }
+}
 
 /// A share number (0 ≤ n < N ≤ 256).
 pub type ShareNum = u16;
@@ -151,7 +165,9 @@ pub fn place(n: ShareNum, happy: usize, servers: &[ServerState]) -> Result<Place
     let happiness = max_matching(servers.len(), &edges).len();
     if happiness < happy {
         return Err(Error::NotHappy {
-            reachable: writable.len().max(busy.len()),
+            queried: servers.len(),
+            reachable: servers.len(),
+            accepting: writable.len(),
             achieved: happiness,
             needed: happy,
         });
@@ -165,6 +181,19 @@ pub fn place(n: ShareNum, happy: usize, servers: &[ServerState]) -> Result<Place
         unplaced,
         happiness,
     })
+}
+
+/// The happiness of a set of (server, share) holdings: the number of distinct servers that can
+/// each be matched with a different share (size of a maximum bipartite matching).
+pub fn happiness(holdings: &[(ServerId, ShareNum)]) -> usize {
+    let mut index: BTreeMap<ServerId, usize> = BTreeMap::new();
+    let mut edges = Vec::with_capacity(holdings.len());
+    for (server, share) in holdings {
+        let next = index.len();
+        let i = *index.entry(*server).or_insert(next);
+        edges.push((i, *share));
+    }
+    max_matching(index.len(), &edges).len()
 }
 
 /// Maximum bipartite matching between servers (`0..num_servers`) and shares, by augmenting
@@ -263,7 +292,9 @@ mod tests {
         assert_eq!(
             place(10, 7, &fresh(&ids(5))),
             Err(Error::NotHappy {
+                queried: 5,
                 reachable: 5,
+                accepting: 5,
                 achieved: 5,
                 needed: 7
             })
@@ -310,11 +341,22 @@ mod tests {
     }
 
     #[test]
+    fn happiness_counts_distinct_matched_servers() {
+        let s = ids(3);
+        assert_eq!(happiness(&[]), 0);
+        assert_eq!(happiness(&[(s[0], 0), (s[0], 1), (s[1], 1)]), 2);
+        assert_eq!(happiness(&[(s[0], 0), (s[1], 0), (s[2], 0)]), 1);
+        assert_eq!(happiness(&[(s[0], 0), (s[1], 1), (s[2], 2)]), 3);
+    }
+
+    #[test]
     fn nothing_reachable_names_the_numbers() {
         assert_eq!(
             place(10, 7, &[]),
             Err(Error::NotHappy {
+                queried: 0,
                 reachable: 0,
+                accepting: 0,
                 achieved: 0,
                 needed: 7
             })

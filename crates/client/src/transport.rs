@@ -1,0 +1,210 @@
+//! The abstract storage transport: what the client needs from a storage server.
+//!
+//! A driver implements [`Transport`] for its IO stack (reqwest/hyper natively, `fetch` in the
+//! browser, the in-memory [`crate::sim::SimGrid`] in tests). The trait is async but carries no
+//! runtime: no timers, no spawning. **Timeouts belong to the transport**: a request that takes
+//! too long must resolve to [`TransportError::Timeout`], never hang, because the client waits
+//! for every request it sends.
+//!
+//! Natively the futures are `Send` (a multi-threaded server awaits them); on `wasm32` they are
+//! not (browser futures hold JS values).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use lafs_proto::read::{decode_response, PartContent};
+use lafs_proto::storage::{
+    AllocateRequest, AllocateResponse, ErrorCode, FinishRequest, FinishResponse, ShareInfo,
+    VersionResponse, WriteResponse,
+};
+use lafs_proto::{ReadRequest, ShareNum, StorageIndex, UploadId};
+
+use crate::placement::ServerId;
+
+/// Why one request to one server failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The server could not be reached (connection refused or reset, DNS, unknown server).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The request did not complete within the transport's timeout.
+    #[error("timed out")]
+    Timeout,
+    /// The server answered with an error status and (usually) a JSON error body.
+    #[error("HTTP {status} ({code:?}): {message}")]
+    Status {
+        /// HTTP status code.
+        status: u16,
+        /// Machine-readable code from the error body ([`ErrorCode::Unknown`] if absent).
+        code: ErrorCode,
+        /// Human-readable message from the error body.
+        message: String,
+    },
+    /// The server answered something that does not follow the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl TransportError {
+    /// Whether the server is gone for this operation (unreachable or timed out) rather than
+    /// refusing one request.
+    pub fn is_down(&self) -> bool {
+        matches!(self, Self::Unreachable(_) | Self::Timeout)
+    }
+}
+
+/// One part of a multi-range read response, owning its bytes (zero-copy slices of the
+/// response body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadPiece {
+    /// Bytes `offset..offset + data.len()` of share `share`, whose total length is `share_len`.
+    Data {
+        /// Share number.
+        share: u16,
+        /// Offset of the data in the share.
+        offset: u64,
+        /// Total length of the share.
+        share_len: u64,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// The server holds no finished share `share` for this storage index.
+    Absent {
+        /// Share number.
+        share: u16,
+    },
+}
+
+/// Parses a multi-range read response body (`application/x-lafs-read-v1`) into owned pieces
+/// that share the body's buffer.
+pub fn parse_read_response(body: &Bytes) -> Result<Vec<ReadPiece>, TransportError> {
+    let parts = decode_response(body)
+        .map_err(|e| TransportError::Protocol(format!("read response: {e}")))?;
+    Ok(parts
+        .into_iter()
+        .map(|p| match p.content {
+            PartContent::Data {
+                offset,
+                share_len,
+                data,
+            } => ReadPiece::Data {
+                share: u16::from(p.share.0),
+                offset,
+                share_len,
+                data: body.slice_ref(data),
+            },
+            PartContent::Absent => ReadPiece::Absent {
+                share: u16::from(p.share.0),
+            },
+        })
+        .collect())
+}
+
+/// `Send + Sync` natively, nothing on `wasm32` (browser transports hold JS values).
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSendSync: Send + Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + Sync + ?Sized> MaybeSendSync for T {}
+/// `Send + Sync` natively, nothing on `wasm32` (browser transports hold JS values).
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSendSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSendSync for T {}
+
+/// The storage operations the client uses (`docs/spec/storage-protocol.md`), addressed by
+/// server identity. The transport knows each server's URL and signs write requests with the
+/// client's account key.
+///
+/// Every method must resolve in bounded time (the transport applies its own timeouts).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait Transport: MaybeSendSync {
+    /// The storage servers currently known (for example the introducer's live set).
+    fn servers(&self) -> Vec<ServerId>;
+
+    /// `GET /storage/v1/version`.
+    async fn version(&self, server: ServerId) -> Result<VersionResponse, TransportError>;
+
+    /// `GET /storage/v1/immutable/{si}/shares`: the finished shares held (empty if none).
+    async fn list_shares(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+    ) -> Result<Vec<ShareInfo>, TransportError>;
+
+    /// `POST /storage/v1/immutable/{si}/read`: several ranges of several shares in one request.
+    /// Pieces come back in request order, one per requested range.
+    async fn read(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+        req: ReadRequest,
+    ) -> Result<Vec<ReadPiece>, TransportError>;
+
+    /// `POST /storage/v1/upload/{id}` (signed): allocate shares of an upload.
+    async fn allocate(
+        &self,
+        server: ServerId,
+        upload: UploadId,
+        req: AllocateRequest,
+    ) -> Result<AllocateResponse, TransportError>;
+
+    /// `PUT /storage/v1/upload/{id}/{share}?offset=N` (signed): write bytes of a share.
+    async fn write(
+        &self,
+        server: ServerId,
+        upload: UploadId,
+        share: ShareNum,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<WriteResponse, TransportError>;
+
+    /// `POST /storage/v1/upload/{id}/{share}/finish` (signed): verify and publish a share.
+    async fn finish(
+        &self,
+        server: ServerId,
+        upload: UploadId,
+        share: ShareNum,
+        req: FinishRequest,
+    ) -> Result<FinishResponse, TransportError>;
+
+    /// `DELETE /storage/v1/upload/{id}` (signed): discard an unfinished upload.
+    async fn abort(&self, server: ServerId, upload: UploadId) -> Result<(), TransportError>;
+
+    /// `POST /storage/v1/immutable/{si}/{share}/corrupt` (signed): report a corrupt share.
+    async fn advise_corrupt(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+        share: ShareNum,
+        reason: String,
+    ) -> Result<(), TransportError>;
+}
+
+/// A boxed future: `Send` natively, local on `wasm32`.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) type BoxFut<T> = futures::future::BoxFuture<'static, T>;
+/// A boxed future: `Send` natively, local on `wasm32`.
+#[cfg(target_arch = "wasm32")]
+pub(crate) type BoxFut<T> = futures::future::LocalBoxFuture<'static, T>;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn boxed<F>(f: F) -> BoxFut<F::Output>
+where
+    F: core::future::Future + Send + 'static,
+{
+    Box::pin(f)
+}
+
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn boxed<F>(f: F) -> BoxFut<F::Output>
+where
+    F: core::future::Future + 'static,
+{
+    Box::pin(f)
+}
+
+/// A share number as the wire type (share numbers are below N ≤ 256).
+pub(crate) fn wire_share(share: u16) -> ShareNum {
+    ShareNum(u8::try_from(share).unwrap_or(u8::MAX))
+}

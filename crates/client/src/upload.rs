@@ -1,0 +1,783 @@
+//! Uploads: server selection, happiness placement, pipelined encoding and merged writes.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::{join, join_all, FutureExt};
+use futures::stream::{FuturesUnordered, StreamExt};
+use lafs_caps::{selection_index_for, Cap, ImmutableVerifyCap, LiteralCap, ReadKey, StorageIndex};
+use lafs_codec::{convergent_key, random_key, Encoded, Encoder, Params, ShareWrite};
+use lafs_proto::storage::{AllocateRequest, FinishRequest, WriteResponse};
+use lafs_proto::UploadId;
+
+use crate::placement::{happiness, permuted_servers, place, ServerState};
+use crate::transport::{boxed, wire_share, BoxFut, MaybeSendSync, TransportError};
+use crate::{Client, Error, ServerId};
+
+/// Receives upload progress (from inside [`Upload::write`] and [`Upload::finish`]; keep it
+/// cheap). Natively it must be `Send + Sync`.
+pub trait UploadProgress: MaybeSendSync {
+    /// `encoded`: plaintext bytes encoded so far. `acknowledged`: plaintext bytes whose share
+    /// data the servers have acknowledged (an estimate, proportional to share bytes written).
+    fn progress(&self, encoded: u64, acknowledged: u64);
+}
+
+/// How to upload one file. `Default`: a random key, no progress reporting.
+#[derive(Clone, Default)]
+pub struct UploadOptions {
+    /// The file key; `None` draws a random one.
+    pub key: Option<ReadKey>,
+    /// Convergence secret ([`Client::upload_bytes`] only): the key is derived from the
+    /// secret, the parameters and the content, so the same file uploaded twice with the same
+    /// secret gets the same cap and its shares are not uploaded again. See the caveats in
+    /// `docs/spec/immutable.md` §7.
+    pub convergence: Option<Vec<u8>>,
+    /// The storage index the upload will produce, if already known (a convergent upload
+    /// computes it first): servers are asked which shares they hold, and those are counted
+    /// instead of uploaded again.
+    pub known_storage_index: Option<StorageIndex>,
+    /// Progress observer.
+    pub progress: Option<Arc<dyn UploadProgress>>,
+}
+
+/// What an upload achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadResult {
+    /// The readcap (a literal cap for files of at most [`LiteralCap::MAX_LEN`] bytes).
+    pub cap: Cap,
+    /// The verifycap (`None` for a literal cap).
+    pub verify_cap: Option<ImmutableVerifyCap>,
+    /// File size in bytes.
+    pub size: u64,
+    /// Where each share now lives (uploaded or already present).
+    pub shares: BTreeMap<u16, ServerId>,
+    /// Shares written by this upload.
+    pub uploaded: usize,
+    /// Shares that were already on the grid and were not uploaded again.
+    pub existing: usize,
+    /// Distinct servers holding a different share each.
+    pub happiness: usize,
+    /// Shares given up because their server failed after part of them was written.
+    pub lost: Vec<(u16, ServerId)>,
+    /// Servers that failed during the upload.
+    pub failed_servers: Vec<ServerId>,
+}
+
+/// One share being uploaded.
+#[derive(Debug, Clone)]
+struct Slot {
+    server: ServerId,
+    /// Upload id of the allocation on `server` (`None` until allocated).
+    upload: Option<UploadId>,
+    /// Bytes handed to write requests so far.
+    flushed: u64,
+}
+
+struct WriteDone {
+    server: ServerId,
+    share: u16,
+    offset: u64,
+    data: Bytes,
+    result: Result<WriteResponse, TransportError>,
+}
+
+struct Active {
+    encoder: Encoder,
+    queried: usize,
+    reachable: usize,
+    accepting: usize,
+    slots: BTreeMap<u16, Slot>,
+    existing: BTreeMap<u16, ServerId>,
+    spare: VecDeque<ServerId>,
+    writable: Vec<ServerId>,
+    dead: BTreeSet<ServerId>,
+    /// Contiguous runs of share bytes not yet sent, per share.
+    pending: BTreeMap<u16, Vec<(u64, Vec<u8>)>>,
+    inflight: FuturesUnordered<BoxFut<WriteDone>>,
+    inflight_bytes: u64,
+    max_inflight: u64,
+    max_write: usize,
+    produced: u64,
+    acked: u64,
+    lost: Vec<(u16, ServerId)>,
+    /// Every (server, upload id) allocated, for aborting.
+    allocations: Vec<(ServerId, UploadId)>,
+    /// Share lengths, known once the encoder has finished.
+    share_lens: Option<Vec<u64>>,
+}
+
+/// An upload in progress: push the file with [`write`](Self::write) (any chunking, size not
+/// known in advance), then [`finish`](Self::finish).
+///
+/// Nothing is sent until more than [`LiteralCap::MAX_LEN`] bytes arrive (smaller files become
+/// literal caps). Then every server in the key's permuted order is asked at once for its
+/// version and free space, shares are placed ([`crate::placement::place`]), and each
+/// completed segment is encoded while the previous segments' writes are in flight (at most
+/// `pipeline_depth` segments' worth). Writes to one share are merged up to `write_chunk`
+/// bytes: a small file costs one allocate, one write and one finish per share, each round
+/// sent to all servers in parallel.
+pub struct Upload {
+    client: Client,
+    opts: UploadOptions,
+    key: Option<ReadKey>,
+    literal: Vec<u8>,
+    active: Option<Active>,
+    done: bool,
+}
+
+impl Client {
+    /// Starts an upload (nothing is sent yet).
+    pub fn upload(&self, opts: UploadOptions) -> Upload {
+        Upload {
+            client: self.clone(),
+            key: opts.key.clone(),
+            opts,
+            literal: Vec::new(),
+            active: None,
+            done: false,
+        }
+    }
+
+    /// Uploads a file held in memory. With [`UploadOptions::convergence`] the key is derived
+    /// from the content and the storage index is computed first (one extra encoding pass), so
+    /// shares already on the grid are not uploaded again.
+    pub async fn upload_bytes(
+        &self,
+        data: &[u8],
+        mut opts: UploadOptions,
+    ) -> Result<UploadResult, Error> {
+        if let Some(secret) = opts.convergence.take() {
+            if data.len() > LiteralCap::MAX_LEN {
+                let params = self.config.params;
+                let key = convergent_key(&secret, &params, data)?;
+                opts.known_storage_index = Some(storage_index_of(params, key.clone(), data)?);
+                opts.key = Some(key);
+            }
+        }
+        let mut up = self.upload(opts);
+        up.write(data).await?;
+        up.finish().await
+    }
+}
+
+/// Encodes `data` without keeping any share, to learn its storage index.
+fn storage_index_of(params: Params, key: ReadKey, data: &[u8]) -> Result<StorageIndex, Error> {
+    let mut enc = Encoder::new(params, key)?;
+    for chunk in data.chunks(params.segment_size() as usize) {
+        enc.push(chunk)?;
+        while enc.poll_write().is_some() {}
+    }
+    let done = enc.finish()?;
+    Ok(done.storage_index)
+}
+
+fn random_upload_id() -> Result<UploadId, Error> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|_| Error::Random)?;
+    Ok(UploadId(id))
+}
+
+impl Upload {
+    /// Feeds the next bytes of the file: complete segments are encoded and their writes sent;
+    /// returns once at most `pipeline_depth` segments' writes are in flight.
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+        if self.done {
+            return Err(Error::InvalidState("write after finish"));
+        }
+        if self.active.is_none() {
+            if self.literal.len() + data.len() <= LiteralCap::MAX_LEN {
+                self.literal.extend_from_slice(data);
+                return Ok(());
+            }
+            let first = core::mem::take(&mut self.literal);
+            if let Err(e) = self.start().await {
+                self.done = true;
+                return Err(e);
+            }
+            if let Err(e) = self.push(&first).await {
+                return Err(self.fail(e).await);
+            }
+        }
+        match self.push(data).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e).await),
+        }
+    }
+
+    /// Ends the file: encodes the last segment, writes the trailers, waits for every write,
+    /// finishes every share (the servers verify them) and checks happiness.
+    pub async fn finish(&mut self) -> Result<UploadResult, Error> {
+        if self.done {
+            return Err(Error::InvalidState("finish called twice"));
+        }
+        if self.active.is_none() {
+            self.done = true;
+            let data = core::mem::take(&mut self.literal);
+            let size = data.len() as u64;
+            let cap = LiteralCap::new(data)?;
+            if let Some(p) = &self.opts.progress {
+                p.progress(size, size);
+            }
+            return Ok(UploadResult {
+                cap: Cap::Literal(cap),
+                verify_cap: None,
+                size,
+                shares: BTreeMap::new(),
+                uploaded: 0,
+                existing: 0,
+                happiness: 0,
+                lost: Vec::new(),
+                failed_servers: Vec::new(),
+            });
+        }
+        let r = self.finish_inner().await;
+        self.done = true;
+        match r {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.fail(e).await),
+        }
+    }
+
+    /// Aborts every allocation (best effort) and returns `e`.
+    async fn fail(&mut self, e: Error) -> Error {
+        self.done = true;
+        if let Some(a) = self.active.take() {
+            let t = &self.client.transport;
+            join_all(
+                a.allocations
+                    .iter()
+                    .filter(|(s, _)| !a.dead.contains(s))
+                    .map(|(s, id)| t.abort(*s, *id)),
+            )
+            .await;
+        }
+        e
+    }
+
+    fn happy(&self) -> usize {
+        usize::from(self.client.config.happy)
+    }
+
+    /// Server selection and placement.
+    async fn start(&mut self) -> Result<(), Error> {
+        let cfg = &self.client.config;
+        let params = cfg.params;
+        if cfg.happy == 0 || cfg.happy > params.n() || cfg.happy < params.k() {
+            return Err(Error::BadParams("need k <= happy <= N"));
+        }
+        let key = match self.key.clone() {
+            Some(k) => k,
+            None => {
+                let k = random_key()?;
+                self.key = Some(k.clone());
+                k
+            }
+        };
+        let t = &self.client.transport;
+        let servers = permuted_servers(&selection_index_for(&key), &t.servers());
+        if servers.is_empty() {
+            return Err(Error::NoServers);
+        }
+        let known = self.opts.known_storage_index;
+        let answers = join_all(servers.iter().map(|&s| async move {
+            let has = async {
+                match known {
+                    Some(si) => t.list_shares(s, si).await.ok(),
+                    None => Some(Vec::new()),
+                }
+            };
+            let (v, has) = join(t.version(s), has).await;
+            (s, v, has)
+        }))
+        .await;
+        let mut states = Vec::new();
+        let mut max_write = cfg.write_chunk.max(1);
+        for (id, v, has) in answers {
+            let Ok(v) = v else { continue };
+            let writable = v.accepts_immutable && !v.read_only && v.capacity.available_bytes > 0;
+            if writable {
+                let limit = usize::try_from(v.limits.max_request_body).unwrap_or(usize::MAX);
+                max_write = max_write.min(limit.max(1));
+            }
+            states.push(ServerState {
+                id,
+                has: has
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| u16::from(s.share.0))
+                    .collect(),
+                writable,
+            });
+        }
+        let reachable = states.len();
+        let accepting = states.iter().filter(|s| s.writable).count();
+        let placement = place(params.n(), self.happy(), &states).map_err(|e| match e {
+            Error::NotHappy {
+                achieved, needed, ..
+            } => Error::NotHappy {
+                queried: servers.len(),
+                reachable,
+                accepting,
+                achieved,
+                needed,
+            },
+            e => e,
+        })?;
+        let used: BTreeSet<ServerId> = placement.uploads.values().copied().collect();
+        let writable: Vec<ServerId> = states.iter().filter(|s| s.writable).map(|s| s.id).collect();
+        let spare = writable
+            .iter()
+            .copied()
+            .filter(|s| !used.contains(s) && !placement.existing.values().any(|e| e == s))
+            .collect();
+        let slots = placement
+            .uploads
+            .iter()
+            .map(|(&share, &server)| {
+                (
+                    share,
+                    Slot {
+                        server,
+                        upload: None,
+                        flushed: 0,
+                    },
+                )
+            })
+            .collect();
+        let seg_bytes =
+            u64::from(params.segment_size()) * u64::from(params.n()) / u64::from(params.k());
+        self.active = Some(Active {
+            encoder: Encoder::new(params, key)?,
+            queried: servers.len(),
+            reachable,
+            accepting,
+            slots,
+            existing: placement.existing,
+            spare,
+            writable,
+            dead: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            inflight: FuturesUnordered::new(),
+            inflight_bytes: 0,
+            max_inflight: seg_bytes.saturating_mul(cfg.pipeline_depth.max(1) as u64),
+            max_write,
+            produced: 0,
+            acked: 0,
+            lost: Vec::new(),
+            allocations: Vec::new(),
+            share_lens: None,
+        });
+        Ok(())
+    }
+
+    fn active(&mut self) -> Result<&mut Active, Error> {
+        self.active
+            .as_mut()
+            .ok_or(Error::InvalidState("upload not started"))
+    }
+
+    /// Encodes `data` segment by segment, sending writes as they fill up.
+    async fn push(&mut self, data: &[u8]) -> Result<(), Error> {
+        let seg = self.client.config.params.segment_size() as usize;
+        for chunk in data.chunks(seg.max(1)) {
+            let a = self.active()?;
+            a.encoder.push(chunk)?;
+            self.pump(false).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish_inner(&mut self) -> Result<UploadResult, Error> {
+        let a = self.active()?;
+        let encoded = a.encoder.finish()?;
+        a.share_lens = Some(encoded.share_lens.clone());
+        loop {
+            self.pump(true).await?;
+            let a = self.active()?;
+            if a.pending.is_empty() && a.inflight.is_empty() {
+                break;
+            }
+            if let Some(done) = a.inflight.next().await {
+                self.completed(done).await?;
+            }
+        }
+        self.finish_shares(&encoded).await?;
+        let a = self.active()?;
+        let mut holdings: Vec<(ServerId, u16)> =
+            a.slots.iter().map(|(sh, s)| (s.server, *sh)).collect();
+        holdings.extend(a.existing.iter().map(|(sh, s)| (*s, *sh)));
+        let happiness = happiness(&holdings);
+        let size = encoded.ueb.file_size;
+        if let Some(p) = &self.opts.progress {
+            p.progress(size, size);
+        }
+        let a = self.active()?;
+        let mut shares: BTreeMap<u16, ServerId> =
+            a.slots.iter().map(|(sh, s)| (*sh, s.server)).collect();
+        shares.extend(a.existing.iter().map(|(sh, s)| (*sh, *s)));
+        let cap = encoded
+            .read_cap
+            .clone()
+            .map(Cap::ImmutableRead)
+            .ok_or(Error::InvalidState("encoder produced no readcap"))?;
+        Ok(UploadResult {
+            cap,
+            verify_cap: Some(encoded.verify_cap),
+            size,
+            shares,
+            uploaded: a.slots.len(),
+            existing: a.existing.len(),
+            happiness,
+            lost: a.lost.clone(),
+            failed_servers: a.dead.iter().copied().collect(),
+        })
+    }
+
+    /// Finishes every share in parallel; shares whose server fails are lost.
+    async fn finish_shares(&mut self, encoded: &Encoded) -> Result<(), Error> {
+        let t = Arc::clone(&self.client.transport);
+        let a = self.active()?;
+        let si = encoded.storage_index;
+        let jobs: Vec<(u16, ServerId, Option<UploadId>)> = a
+            .slots
+            .iter()
+            .map(|(sh, s)| (*sh, s.server, s.upload))
+            .collect();
+        let results = join_all(jobs.into_iter().map(|(share, server, upload)| {
+            let t = &t;
+            let length = encoded
+                .share_lens
+                .get(usize::from(share))
+                .copied()
+                .unwrap_or(0);
+            async move {
+                let Some(upload) = upload else {
+                    return (share, server, Err(None));
+                };
+                let req = FinishRequest {
+                    length,
+                    expected_si: Some(si),
+                };
+                let r = t.finish(server, upload, wire_share(share), req).await;
+                (share, server, r.map_err(Some))
+            }
+        }))
+        .await;
+        for (share, server, r) in results {
+            match r {
+                Ok(_) => {}
+                Err(e) => {
+                    if e.as_ref().is_some_and(TransportError::is_down) {
+                        a.dead.insert(server);
+                    }
+                    a.slots.remove(&share);
+                    a.lost.push((share, server));
+                }
+            }
+        }
+        self.check_happy()
+    }
+
+    /// Fails if the shares still placed can no longer reach the happiness threshold.
+    fn check_happy(&mut self) -> Result<(), Error> {
+        let happy = self.happy();
+        let a = self.active()?;
+        let mut holdings: Vec<(ServerId, u16)> =
+            a.slots.iter().map(|(sh, s)| (s.server, *sh)).collect();
+        holdings.extend(a.existing.iter().map(|(sh, s)| (*s, *sh)));
+        let achieved = happiness(&holdings);
+        if achieved < happy {
+            return Err(Error::NotHappy {
+                queried: a.queried,
+                reachable: a.reachable.saturating_sub(a.dead.len()),
+                accepting: a.accepting.saturating_sub(a.dead.len()),
+                achieved,
+                needed: happy,
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves encoder output into the per-share buffers, sends full buffers (all of them when
+    /// `last`), handles finished writes, and waits while too much is in flight.
+    async fn pump(&mut self, last: bool) -> Result<(), Error> {
+        let chunk = self.client.config.write_chunk.max(1);
+        {
+            let a = self.active()?;
+            while let Some(w) = a.encoder.poll_write() {
+                a.stage(w);
+            }
+        }
+        let ready: Vec<u16> = self
+            .active()?
+            .pending
+            .iter()
+            .filter(|(_, runs)| {
+                last || runs.len() > 1 || runs.first().is_some_and(|(_, b)| b.len() >= chunk)
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        if !ready.is_empty() {
+            self.allocate().await?;
+            let t = Arc::clone(&self.client.transport);
+            let a = self.active()?;
+            for share in ready {
+                a.flush(&t, share, last, chunk);
+            }
+        }
+        // Handle what has completed, then keep at most the pipeline's worth in flight.
+        loop {
+            let a = self.active()?;
+            let done = if a.inflight_bytes > a.max_inflight {
+                a.inflight.next().await
+            } else {
+                match a.inflight.next().now_or_never() {
+                    Some(d) => d,
+                    None => break,
+                }
+            };
+            match done {
+                Some(d) => self.completed(d).await?,
+                None => break,
+            }
+        }
+        self.report();
+        Ok(())
+    }
+
+    fn report(&self) {
+        if let (Some(p), Some(a)) = (&self.opts.progress, &self.active) {
+            let encoded = a.encoder.bytes_pushed();
+            let acked = if a.produced == 0 {
+                0
+            } else {
+                (u128::from(a.acked) * u128::from(encoded) / u128::from(a.produced)) as u64
+            };
+            p.progress(encoded, acked.min(encoded));
+        }
+    }
+
+    /// Handles one finished write: counts it, or deals with its server's failure.
+    async fn completed(&mut self, d: WriteDone) -> Result<(), Error> {
+        let a = self.active()?;
+        a.inflight_bytes = a.inflight_bytes.saturating_sub(d.data.len() as u64);
+        let current = a.slots.get(&d.share).is_some_and(|s| s.server == d.server);
+        match d.result {
+            Ok(_) if current => a.acked += d.data.len() as u64,
+            Ok(_) => {}
+            Err(_) if !current => {}
+            Err(_) => {
+                self.server_failed(d.server, Some((d.share, d.offset, d.data)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `server` failed: its shares that have nothing on it yet (or whose only write is the
+    /// one that failed, given back in `failed`) move to a spare server; the others are lost.
+    fn server_failed(
+        &mut self,
+        server: ServerId,
+        failed: Option<(u16, u64, Bytes)>,
+    ) -> Result<(), Error> {
+        let a = self.active()?;
+        a.dead.insert(server);
+        let shares: Vec<u16> = a
+            .slots
+            .iter()
+            .filter(|(_, s)| s.server == server)
+            .map(|(sh, _)| *sh)
+            .collect();
+        for share in shares {
+            let Some(slot) = a.slots.get(&share).cloned() else {
+                continue;
+            };
+            let resend = match &failed {
+                Some((s, 0, data)) if *s == share && slot.flushed == data.len() as u64 => {
+                    Some(data.clone())
+                }
+                _ => None,
+            };
+            if slot.flushed == 0 || resend.is_some() {
+                if let Some(target) = a.next_spare() {
+                    a.slots.insert(
+                        share,
+                        Slot {
+                            server: target,
+                            upload: None,
+                            flushed: 0,
+                        },
+                    );
+                    if let Some(data) = resend {
+                        a.produced = a.produced.saturating_sub(data.len() as u64);
+                        a.stage(ShareWrite {
+                            share,
+                            offset: 0,
+                            data: data.to_vec(),
+                        });
+                    }
+                    continue;
+                }
+            }
+            a.slots.remove(&share);
+            a.pending.remove(&share);
+            a.lost.push((share, server));
+        }
+        self.check_happy()
+    }
+
+    /// Allocates every slot that has no allocation yet: one request per server, all servers
+    /// in parallel. A server that refuses or fails loses its shares to spare servers.
+    async fn allocate(&mut self) -> Result<(), Error> {
+        let t = Arc::clone(&self.client.transport);
+        let known = self.opts.known_storage_index;
+        // Each round either allocates or marks a server dead, so this ends.
+        for _ in 0..=self.active()?.writable.len() + 1 {
+            let a = self.active()?;
+            let share_lens = a.share_lens.clone();
+            let mut wanted: BTreeMap<ServerId, Vec<u16>> = BTreeMap::new();
+            for (share, slot) in &a.slots {
+                if slot.upload.is_none() {
+                    wanted.entry(slot.server).or_default().push(*share);
+                }
+            }
+            if wanted.is_empty() {
+                return Ok(());
+            }
+            let mut reqs = Vec::new();
+            for (server, shares) in wanted {
+                let share_size = share_lens.as_ref().map(|lens| {
+                    shares
+                        .iter()
+                        .filter_map(|s| lens.get(usize::from(*s)).copied())
+                        .max()
+                        .unwrap_or(0)
+                });
+                reqs.push((server, random_upload_id()?, shares, share_size));
+            }
+            let results = join_all(reqs.into_iter().map(|(server, id, shares, share_size)| {
+                let t = &t;
+                async move {
+                    let req = AllocateRequest {
+                        shares: shares.iter().map(|s| wire_share(*s)).collect(),
+                        share_size,
+                        expected_si: known,
+                    };
+                    let r = t.allocate(server, id, req).await;
+                    (server, id, shares, r)
+                }
+            }))
+            .await;
+            for (server, id, shares, r) in results {
+                match r {
+                    Ok(resp) => {
+                        let a = self.active()?;
+                        a.allocations.push((server, id));
+                        for share in shares {
+                            let w = wire_share(share);
+                            if resp.already_have.contains(&w) && !resp.allocated.contains(&w) {
+                                a.slots.remove(&share);
+                                a.pending.remove(&share);
+                                a.existing.insert(share, server);
+                            } else if let Some(slot) = a.slots.get_mut(&share) {
+                                slot.upload = Some(id);
+                            }
+                        }
+                    }
+                    Err(_) => self.server_failed(server, None)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Active {
+    /// Queues one encoder write for its share, merged with the previous run when contiguous.
+    fn stage(&mut self, w: ShareWrite) {
+        if !self.slots.contains_key(&w.share) {
+            return; // already on the grid, lost, or unplaced
+        }
+        self.produced += w.data.len() as u64;
+        let runs = self.pending.entry(w.share).or_default();
+        match runs.last_mut() {
+            Some((off, buf)) if *off + buf.len() as u64 == w.offset => {
+                buf.extend_from_slice(&w.data);
+            }
+            _ => runs.push((w.offset, w.data)),
+        }
+    }
+
+    /// Sends the share's complete runs (and the last, partial one too when `all`).
+    fn flush(&mut self, t: &Arc<dyn crate::Transport>, share: u16, all: bool, chunk: usize) {
+        let Some(slot) = self.slots.get_mut(&share) else {
+            self.pending.remove(&share);
+            return;
+        };
+        let Some(upload) = slot.upload else { return };
+        let Some(mut runs) = self.pending.remove(&share) else {
+            return;
+        };
+        let keep = if !all && runs.last().is_some_and(|(_, b)| b.len() < chunk) {
+            runs.pop()
+        } else {
+            None
+        };
+        for (offset, buf) in runs {
+            let data = Bytes::from(buf);
+            let mut start = 0usize;
+            while start < data.len() {
+                let end = (start + self.max_write).min(data.len());
+                let piece = data.slice(start..end);
+                let off = offset + start as u64;
+                slot.flushed += piece.len() as u64;
+                self.inflight_bytes += piece.len() as u64;
+                let t = Arc::clone(t);
+                let server = slot.server;
+                self.inflight.push(boxed(async move {
+                    let result = t
+                        .write(server, upload, wire_share(share), off, piece.clone())
+                        .await;
+                    WriteDone {
+                        server,
+                        share,
+                        offset: off,
+                        data: piece,
+                        result,
+                    }
+                }));
+                start = end;
+            }
+        }
+        if let Some(run) = keep {
+            self.pending.insert(share, vec![run]);
+        }
+    }
+
+    /// A server to take a share whose server failed: an unused one first, else the live
+    /// writable server holding the fewest shares of this upload.
+    fn next_spare(&mut self) -> Option<ServerId> {
+        while let Some(s) = self.spare.pop_front() {
+            if !self.dead.contains(&s) {
+                return Some(s);
+            }
+        }
+        let mut load: BTreeMap<ServerId, usize> = self
+            .writable
+            .iter()
+            .filter(|s| !self.dead.contains(s))
+            .map(|s| (*s, 0))
+            .collect();
+        for slot in self.slots.values() {
+            if let Some(n) = load.get_mut(&slot.server) {
+                *n += 1;
+            }
+        }
+        self.writable
+            .iter()
+            .filter_map(|s| load.get(s).map(|n| (*n, *s)))
+            .min_by_key(|(n, _)| *n)
+            .map(|(_, s)| s)
+    }
+}
