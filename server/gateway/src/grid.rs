@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use lafs_caps::{Cap, ImmutableVerifyCap, ReadKey, SelectionIndex};
-use lafs_codec::{Encoded, Params, Ueb};
+use lafs_caps::{Cap, ImmutableReadCap, ImmutableVerifyCap, ReadKey, SelectionIndex};
+use lafs_codec::{Params, Ueb};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -71,6 +71,15 @@ pub struct UploadSpec {
     pub mode: UploadMode,
 }
 
+/// What an upload produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uploaded {
+    /// The readcap (`None` for a ciphertext upload: the client holds the key).
+    pub read_cap: Option<ImmutableReadCap>,
+    /// The verifycap.
+    pub verify_cap: ImmutableVerifyCap,
+}
+
 /// A grid the gateway reads from and writes to.
 pub trait Grid: Send + Sync + 'static {
     /// Opens the file of `cap` for reading: plaintext for a readcap, verified ciphertext for a
@@ -91,7 +100,7 @@ pub trait Grid: Send + Sync + 'static {
         &self,
         spec: UploadSpec,
         body: ByteStream,
-    ) -> BoxFuture<'static, Result<Encoded, GridError>>;
+    ) -> BoxFuture<'static, Result<Uploaded, GridError>>;
 }
 
 /// An opened file, read once.

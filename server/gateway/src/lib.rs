@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod ciphertext;
+mod client_grid;
 mod content;
 pub mod download;
 mod error;
@@ -49,9 +50,10 @@ use tokio::net::TcpListener;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeDir;
 
+pub use client_grid::ClientGrid;
 pub use error::ApiError;
 pub use grid::{
-    BoxFuture, ByteStream, Grid, GridError, GridFile, ShareView, UploadMode, UploadSpec,
+    BoxFuture, ByteStream, Grid, GridError, GridFile, ShareView, UploadMode, UploadSpec, Uploaded,
 };
 pub use memory::MemoryGrid;
 pub use proof::{CiphertextProof, ProofNode, MAX_PROOF_SEGMENTS};

@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use lafs_caps::{Cap, ImmutableReadCap, ImmutableVerifyCap, ReadKey, StorageIndex};
-use lafs_codec::{Decoder, Encoded, Encoder, Ueb, MAX_TRAILER_LEN};
+use lafs_codec::{Decoder, Encoder, Ueb, MAX_TRAILER_LEN};
 use lafs_proto::ids::storage_index_to_text;
 
 use crate::download::{decode_stream, map_codec, ShareReadFn};
 use crate::grid::{
-    BoxFuture, ByteStream, Grid, GridError, GridFile, ShareView, UploadMode, UploadSpec,
+    BoxFuture, ByteStream, Grid, GridError, GridFile, ShareView, UploadMode, UploadSpec, Uploaded,
 };
 
 /// Bytes of each share's end given to the decoder with the trailer (like a suffix read).
@@ -145,7 +145,7 @@ impl Grid for MemoryGrid {
         &self,
         spec: UploadSpec,
         mut body: ByteStream,
-    ) -> BoxFuture<'static, Result<Encoded, GridError>> {
+    ) -> BoxFuture<'static, Result<Uploaded, GridError>> {
         let grid = self.clone();
         Box::pin(async move {
             let n = usize::from(spec.params.n());
@@ -183,7 +183,10 @@ impl Grid for MemoryGrid {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(done.storage_index, Arc::new(shares));
-            Ok(done)
+            Ok(Uploaded {
+                read_cap: done.read_cap,
+                verify_cap: done.verify_cap,
+            })
         })
     }
 }

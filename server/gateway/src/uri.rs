@@ -411,7 +411,7 @@ async fn upload_plaintext(
         Some(rc) => Ok(Cap::ImmutableRead(rc)),
         None => Ok(Cap::ImmutableRead(lafs_caps::ImmutableReadCap::new(
             key,
-            done.storage_index,
+            *done.verify_cap.storage_index(),
         ))),
     }
 }
