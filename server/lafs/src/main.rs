@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod config;
 mod create;
+mod demo;
 mod keys;
 mod run;
 
@@ -29,6 +30,9 @@ enum Command {
     Create(CreateArgs),
     /// Run every role of a node until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// Run a whole local demo grid in this process: an introducer, storage nodes and a
+    /// gateway serving the web UI, all on 127.0.0.1, until Ctrl-C.
+    Demo(demo::DemoArgs),
 }
 
 /// Arguments of `lafs create`.
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Create(args) => create::create(&args),
         Command::Run(args) => run::run(&args.dir),
+        Command::Demo(args) => demo::demo(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
