@@ -75,6 +75,28 @@ pub struct CheckReport {
     pub verified: bool,
 }
 
+impl CheckReport {
+    /// The report for a literal cap: the file lives in the cap, so it is always healthy.
+    pub fn literal(cap: &lafs_caps::LiteralCap) -> Self {
+        Self {
+            storage_index: None,
+            k: 0,
+            n: 0,
+            file_size: Some(cap.data().len() as u64),
+            happy: 0,
+            servers_queried: 0,
+            servers_reachable: 0,
+            unreachable: Vec::new(),
+            copies: Vec::new(),
+            good_shares: 0,
+            happiness: 0,
+            recoverable: true,
+            healthy: true,
+            verified: true,
+        }
+    }
+}
+
 impl Client {
     /// Finds every share of the file: asks every server in the cap's permuted order at once,
     /// checks each copy's trailer against the cap, and reports per server. With `verify`,
@@ -82,24 +104,7 @@ impl Client {
     /// at a time; corrupt copies are reported to their servers with a corruption advisory.
     pub async fn check(&self, cap: &Cap, verify: bool) -> Result<CheckReport, Error> {
         let (si, ssi, mut probe) = match cap {
-            Cap::Literal(l) => {
-                return Ok(CheckReport {
-                    storage_index: None,
-                    k: 0,
-                    n: 0,
-                    file_size: Some(l.data().len() as u64),
-                    happy: 0,
-                    servers_queried: 0,
-                    servers_reachable: 0,
-                    unreachable: Vec::new(),
-                    copies: Vec::new(),
-                    good_shares: 0,
-                    happiness: 0,
-                    recoverable: true,
-                    healthy: true,
-                    verified: verify,
-                })
-            }
+            Cap::Literal(l) => return Ok(CheckReport::literal(l)),
             Cap::ImmutableRead(c) => (
                 *c.storage_index(),
                 c.selection_index(),

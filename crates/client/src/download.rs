@@ -77,24 +77,7 @@ impl Client {
     /// [`Download::seek`] for a range.
     pub async fn open(&self, cap: &Cap) -> Result<Download, Error> {
         let (key, si, ssi) = match cap {
-            Cap::Literal(l) => {
-                let data = Bytes::copy_from_slice(l.data());
-                let size = data.len() as u64;
-                return Ok(Download {
-                    ctx: None,
-                    literal: Some(data),
-                    size,
-                    segment_size: size.max(1),
-                    depth: 1,
-                    pos: 0,
-                    end: size,
-                    spare: Vec::new(),
-                    running: VecDeque::new(),
-                    ready: Vec::new(),
-                    pending: VecDeque::new(),
-                    failed: false,
-                });
-            }
+            Cap::Literal(l) => return Ok(Download::literal(l)),
             Cap::ImmutableRead(c) => (
                 Key::Read(c.clone()),
                 *c.storage_index(),
@@ -187,6 +170,26 @@ impl Client {
 }
 
 impl Download {
+    /// A literal cap's file: its bytes are in the cap, nothing is sent anywhere.
+    pub fn literal(cap: &lafs_caps::LiteralCap) -> Self {
+        let data = Bytes::copy_from_slice(cap.data());
+        let size = data.len() as u64;
+        Self {
+            ctx: None,
+            literal: Some(data),
+            size,
+            segment_size: size.max(1),
+            depth: 1,
+            pos: 0,
+            end: size,
+            spare: Vec::new(),
+            running: VecDeque::new(),
+            ready: Vec::new(),
+            pending: VecDeque::new(),
+            failed: false,
+        }
+    }
+
     /// The file size in bytes.
     pub fn size(&self) -> u64 {
         self.size

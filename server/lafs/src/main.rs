@@ -9,10 +9,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod check;
 mod config;
 mod create;
 mod demo;
+mod get;
 mod keys;
+mod node_client;
+mod put;
 mod run;
 
 /// lafs: a least-authority file store. Clients encrypt and erasure-code files themselves;
@@ -30,6 +34,12 @@ enum Command {
     Create(CreateArgs),
     /// Run every role of a node until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// Upload a file (or standard input) to the grid and print its readcap.
+    Put(put::PutArgs),
+    /// Download a file from the grid (to standard output unless -o is given).
+    Get(get::GetArgs),
+    /// Find a file's shares and say whether it is healthy (exit status 2 if not).
+    Check(check::CheckArgs),
     /// Run a whole local demo grid in this process: an introducer, storage nodes and a
     /// gateway serving the web UI, all on 127.0.0.1, until Ctrl-C.
     Demo(demo::DemoArgs),
@@ -77,6 +87,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Create(args) => create::create(&args),
         Command::Run(args) => run::run(&args.dir),
+        Command::Put(args) => put::put(&args),
+        Command::Get(args) => get::get(&args),
+        Command::Check(args) => match check::check(&args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Demo(args) => demo::demo(&args),
     };
     match result {

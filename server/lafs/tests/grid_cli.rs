@@ -1,0 +1,195 @@
+//! `lafs put`, `get` and `check` against a real local grid of `lafs run` processes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a test failure.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const LAFS: &str = env!("CARGO_BIN_EXE_lafs");
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Kills the node (SIGKILL) when dropped.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn lafs(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(LAFS)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(data) = stdin {
+        input.write_all(data).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "status {:?}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// Creates and runs a node; returns it with the `key = "url"` lines it printed.
+fn start(dir: &Path, roles: &str, extra: &[&str]) -> (Node, Vec<(String, String)>) {
+    let mut args = vec!["create", roles, dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    ok(&lafs(&args, None));
+    let mut child = Command::new(LAFS)
+        .args(["run", dir.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let want = roles.split(',').filter(|r| *r != "client").count();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let mut urls = Vec::new();
+    while urls.len() < want {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("node printed no URLs in time");
+        let (k, v) = line.split_once(" = ").unwrap();
+        urls.push((k.to_owned(), v.trim_matches('"').to_owned()));
+    }
+    (Node(child), urls)
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[test]
+fn put_get_check_on_a_local_grid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let (_na, urls) = start(&a, "introducer,storage,client", &["--storage-port", "0"]);
+    let intro = urls
+        .iter()
+        .find(|(k, _)| k == "introducer")
+        .unwrap()
+        .1
+        .clone();
+    let mut others = Vec::new();
+    for i in 0..3 {
+        let d = tmp.path().join(format!("s{i}"));
+        others.push(
+            start(
+                &d,
+                "storage",
+                &["--introducer", &intro, "--storage-port", "0"],
+            )
+            .0,
+        );
+    }
+    let node = a.to_str().unwrap();
+    let grid = ["--node", node, "-k", "2", "-n", "4", "--happy", "4"];
+
+    // A file: put prints the readcap; get returns the bytes, to a file and to stdout.
+    let file = tmp.path().join("in.bin");
+    let content = data(300_000);
+    std::fs::write(&file, &content).unwrap();
+    let mut args = vec!["put", file.to_str().unwrap(), "--segment-size", "65536"];
+    args.extend_from_slice(&grid);
+    let cap = ok(&lafs(&args, None)).trim().to_owned();
+    assert!(cap.starts_with("lafsr1"), "{cap}");
+    let out = tmp.path().join("out.bin");
+    ok(&lafs(
+        &["get", &cap, "--node", node, "-o", out.to_str().unwrap()],
+        None,
+    ));
+    assert_eq!(std::fs::read(&out).unwrap(), content);
+    let o = lafs(&["get", &cap, "--node", node], None);
+    assert!(o.status.success());
+    assert_eq!(o.stdout, content);
+
+    // Standard input of unknown size, and JSON output.
+    let piped = data(100_000);
+    let mut args = vec!["put", "-", "--json"];
+    args.extend_from_slice(&grid);
+    let v: serde_json::Value = serde_json::from_str(&ok(&lafs(&args, Some(&piped)))).unwrap();
+    assert_eq!(v["size"], 100_000);
+    assert_eq!(v["happiness"], 4);
+    let cap2 = v["cap"].as_str().unwrap().to_owned();
+    assert_eq!(lafs(&["get", &cap2, "--node", node], None).stdout, piped);
+
+    // A tiny file becomes a literal cap; reading it needs no grid.
+    let mut args = vec!["put", "-"];
+    args.extend_from_slice(&grid);
+    let lit = ok(&lafs(&args, Some(b"hello\n"))).trim().to_owned();
+    assert!(lit.starts_with("lafsl1"), "{lit}");
+    assert_eq!(
+        lafs(&["get", &lit, "--node", "/nonexistent"], None).stdout,
+        b"hello\n"
+    );
+
+    // Check, plain and verifying.
+    let o = lafs(
+        &["check", &cap, "--node", node, "--happy", "4", "--json"],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert_eq!(v["healthy"], true, "{v}");
+    assert_eq!(v["good_shares"], 4);
+    assert_eq!(v["k"], 2);
+    let o = lafs(
+        &["check", &cap, "--node", node, "--happy", "4", "--verify"],
+        None,
+    );
+    let text = ok(&o);
+    assert!(text.starts_with("healthy"), "{text}");
+    assert!(text.contains("every share read and verified"), "{text}");
+
+    // One storage node dies: the file still reads, check says it is not healthy (exit 2).
+    drop(others.pop());
+    let o = lafs(&["get", &cap, "--node", node], None);
+    assert_eq!(o.stdout, content, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = lafs(&["check", &cap, "--node", node, "--happy", "4"], None);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("NOT HEALTHY"));
+
+    // Uploading now cannot be happy at 4; the error says why.
+    let mut args = vec!["put", "-"];
+    args.extend_from_slice(&grid);
+    args.extend_from_slice(&["--wait", "1"]);
+    let o = lafs(&args, Some(&data(5000)));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("4 are needed"), "{err}");
+
+    // A bad cap is a clear error.
+    let o = lafs(&["get", "lafsr1nonsense", "--node", node], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("parsing the cap"));
+}
