@@ -392,6 +392,6 @@ fn help_lists_only_working_subcommands() {
         .collect();
     assert_eq!(
         commands,
-        vec!["create", "run", "put", "get", "check", "help"]
+        vec!["create", "run", "put", "get", "check", "demo", "help"]
     );
 }
