@@ -1,0 +1,158 @@
+//! `lafs demo` as a user runs it: a child process, its printed web UI URL, `lafs put/get --node
+//! DIR/client` against it, a download through the gateway, then Ctrl-C (SIGINT) and a clean exit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const LAFS: &str = env!("CARGO_BIN_EXE_lafs");
+
+/// Kills the child on drop, so a failing test leaves no grid running.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Reads stdout lines on a thread (so waiting for a line has a timeout).
+fn lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for_line(rx: &mpsc::Receiver<String>, prefix: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with(prefix) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no line starting with {prefix:?}: {e}"),
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET (no client library needed); returns status and body.
+fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(
+        head.to_ascii_lowercase().contains("content-length:"),
+        "a file response has a length: {head}"
+    );
+    (status, resp[split + 4..].to_vec())
+}
+
+fn lafs(args: &[&str]) -> std::process::Output {
+    Command::new(LAFS)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn demo_grid_put_get_gateway_and_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let mut child = Command::new(LAFS)
+        .args(["demo", "--port", "0", "--storage-nodes", "10", "--dir"])
+        .arg(&dir)
+        .args(["--web"])
+        .arg(tmp.path().join("no-web-app"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let rx = lines(child.stdout.take().unwrap());
+    let pid = child.id();
+    let mut guard = Guard(Some(child));
+    let line = wait_for_line(&rx, "web UI:", Duration::from_secs(60));
+    let url = line.split_whitespace().last().unwrap().to_owned();
+    let addr = url
+        .strip_prefix("http://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let client = dir.join("client");
+    assert!(client.join("lafs.toml").is_file());
+
+    // lafs put / lafs get through the client node.
+    let file = tmp.path().join("in.bin");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let node = client.to_str().unwrap();
+    let put = lafs(&["put", "--node", node, file.to_str().unwrap()]);
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let cap = String::from_utf8(put.stdout).unwrap().trim().to_owned();
+    assert!(cap.starts_with("lafsr1"), "{cap}");
+    let out = tmp.path().join("out.bin");
+    let get = lafs(&["get", "--node", node, &cap, "-o", out.to_str().unwrap()]);
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    assert!(std::fs::read(&out).unwrap() == data);
+
+    // The same file through the gateway.
+    let (status, body) = http_get(&addr, &format!("/uri/{cap}"));
+    assert_eq!(status, 200);
+    assert!(body == data);
+    let (status, body) = http_get(&addr, "/");
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("not built"));
+
+    // Ctrl-C: a clean stop.
+    let kill = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    wait_for_line(&rx, "lafs demo stopped", Duration::from_secs(20));
+    let mut child = guard.0.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lafs demo did not exit after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}
