@@ -35,6 +35,10 @@ pub(crate) fn get(args: &GetArgs) -> Result<()> {
             )),
             None => Box::new(std::io::stdout().lock()),
         };
+        if let Some(url) = &args.grid.gateway {
+            crate::gateway_client::get(url, &cap.to_string(), &mut out).await?;
+            return Ok(());
+        }
         let mut dl = match cap {
             Cap::Literal(l) => Download::literal(&l),
             _ => {

@@ -13,6 +13,7 @@ mod check;
 mod config;
 mod create;
 mod demo;
+mod gateway_client;
 mod get;
 mod keys;
 mod node_client;

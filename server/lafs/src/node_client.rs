@@ -22,7 +22,8 @@ pub(crate) struct GridArgs {
     /// The client node to use (its introducer URL and account key). Default: `$HOME/.lafs`.
     #[arg(long, value_name = "DIR", global = true)]
     pub node: Option<PathBuf>,
-    /// Talk to a gateway's web API instead of the grid (not available yet).
+    /// Talk to a gateway's web API instead of the grid (`put` and `get` only; the gateway
+    /// then sees the file and its readcap).
     #[arg(long, value_name = "URL", global = true, conflicts_with = "node")]
     pub gateway: Option<String>,
     /// Machine-readable JSON on stdout (and no progress bars).
@@ -48,7 +49,7 @@ impl GridArgs {
     /// Resolves `--node` / `--gateway` into a backend.
     pub(crate) fn backend(&self) -> Result<Backend> {
         if let Some(url) = &self.gateway {
-            bail!("--gateway {url}: talking to a gateway is not implemented yet; use --node");
+            bail!("--gateway {url}: only `lafs put` and `lafs get` work through a gateway; use --node");
         }
         let dir = match &self.node {
             Some(d) => d.clone(),

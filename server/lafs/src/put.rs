@@ -66,6 +66,10 @@ pub(crate) fn put(args: &PutArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
+        if let Some(url) = &args.grid.gateway {
+            println!("{}", crate::gateway_client::put(url, input, params).await?);
+            return Ok(());
+        }
         let (client, _grid) = connect(&args.grid, config, usize::from(args.happy)).await?;
         let m = bars(&args.grid);
         let progress = Arc::new(Bars {

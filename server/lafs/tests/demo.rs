@@ -1,5 +1,6 @@
 //! `lafs demo` as a user runs it: a child process, its printed web UI URL, `lafs put/get --node
-//! DIR/client` against it, a download through the gateway, then Ctrl-C (SIGINT) and a clean exit.
+//! DIR/client` and `--gateway URL` against it, a download through the gateway, then Ctrl-C
+//! (SIGINT) and a clean exit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -134,6 +135,41 @@ fn demo_grid_put_get_gateway_and_ctrl_c() {
     let (status, body) = http_get(&addr, "/");
     assert_eq!(status, 404);
     assert!(String::from_utf8_lossy(&body).contains("not built"));
+
+    // lafs put/get --gateway: the same commands through the web API.
+    let put = lafs(&["put", "--gateway", &url, file.to_str().unwrap()]);
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let cap2 = String::from_utf8(put.stdout).unwrap().trim().to_owned();
+    assert!(cap2.starts_with("lafsr1"), "{cap2}");
+    let out2 = tmp.path().join("out2.bin");
+    let get = lafs(&[
+        "get",
+        "--gateway",
+        &url,
+        &cap2,
+        "-o",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    assert!(std::fs::read(&out2).unwrap() == data);
+    // A file uploaded through the gateway is on the grid: the node reads it too.
+    let get = lafs(&["get", "--node", node, &cap2, "-o", out2.to_str().unwrap()]);
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    assert!(std::fs::read(&out2).unwrap() == data);
+    let bad = lafs(&["get", "--gateway", &url, "lafsr1nonsense"]);
+    assert!(!bad.status.success());
 
     // Ctrl-C: a clean stop.
     let kill = Command::new("kill")
