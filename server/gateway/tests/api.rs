@@ -541,3 +541,47 @@ async fn static_files() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(r.text().contains("/uri"));
 }
+
+#[tokio::test]
+async fn proof_survives_a_share_with_a_bad_ciphertext_tree() {
+    let (app, grid) = setup();
+    let d = data(8000, 41);
+    let cap = upload(&app, "?segment_size=1000&k=2&n=3", &d).await;
+    let rc: ImmutableReadCap = cap.parse().unwrap();
+    let vc = rc.verify_cap();
+    let si = *rc.storage_index();
+    let params = lafs_codec::Params::new(2, 3, 1000).unwrap();
+    let ct = get(&app, &format!("/ciphertext/{vc}"), &[]).await.body;
+    let root = lafs_codec::parse_ueb(
+        &get(&app, &format!("/ciphertext/{vc}?t=ueb"), &[])
+            .await
+            .body,
+    )
+    .unwrap()
+    .ciphertext_root;
+    let uri = format!("/ciphertext/{vc}?t=proof&segments=2-5");
+    let corrupt_tree = |share: u16| {
+        let layout = lafs_codec::ShareLayout::new(params, 8000, share).unwrap();
+        // Every stored node of the ciphertext tree of this share is wrong.
+        for off in layout.ciphertext_tree_range().step_by(32) {
+            grid.corrupt_share(&si, share, off);
+        }
+    };
+    corrupt_tree(0);
+    let r = get(&app, &uri, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    check_proof(&r.json(), root, 1000, &ct);
+    corrupt_tree(1);
+    corrupt_tree(2);
+    let r = get(&app, &uri, &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    assert!(r.text().contains("does not match"), "{}", r.text());
+    // Without any good ciphertext tree no segment can be verified: an error, never bad bytes.
+    let r = get(&app, &format!("/ciphertext/{vc}"), &[]).await;
+    assert_ne!(r.status, StatusCode::OK);
+    assert!(
+        r.status.is_server_error() || r.status == StatusCode::GONE,
+        "{}",
+        r.status
+    );
+}
