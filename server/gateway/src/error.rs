@@ -49,6 +49,8 @@ impl From<GridError> for ApiError {
             GridError::Body(_) => StatusCode::BAD_REQUEST,
             GridError::Codec(c) => match c {
                 lafs_codec::Error::BadParams { .. } => StatusCode::BAD_REQUEST,
+                // More segments than the format allows (e.g. a huge body with tiny segments).
+                lafs_codec::Error::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 lafs_codec::Error::NotEnoughShares { .. }
                 | lafs_codec::Error::CorruptShare { .. }
                 | lafs_codec::Error::InconsistentEncoding { .. } => StatusCode::GONE,
@@ -74,5 +76,55 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        let status = |e: GridError| ApiError::from(e).status;
+        assert_eq!(
+            status(GridError::NotFound {
+                storage_index: "x".into()
+            }),
+            StatusCode::GONE
+        );
+        assert_eq!(
+            status(GridError::NotEnoughShares {
+                found: 1,
+                needed: 3
+            }),
+            StatusCode::GONE
+        );
+        assert_eq!(
+            status(GridError::Body("cut".into())),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(GridError::Codec(lafs_codec::Error::FileTooLarge {
+                max_segments: 1
+            })),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            status(GridError::Codec(
+                lafs_codec::Params::new(0, 1, 1).unwrap_err()
+            )),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(GridError::Upload("full".into())),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(GridError::Unavailable("down".into())),
+            StatusCode::BAD_GATEWAY
+        );
+        let e = ApiError::from("lafsr1x".parse::<lafs_caps::Cap>().unwrap_err());
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.starts_with("bad cap: "));
     }
 }
