@@ -5,7 +5,11 @@ use core::str::FromStr;
 
 use crate::kinds::IMMUTABLE_PAYLOAD_LEN;
 use crate::text::{data_part_chars, parse_text};
-use crate::{Error, ImmutableReadCap, ImmutableVerifyCap, LiteralCap};
+use crate::{
+    DirReadCap, DirTraverseCap, DirVerifyCap, DirWriteCap, Error, ImmutableDirReadCap,
+    ImmutableDirTraverseCap, ImmutableDirVerifyCap, ImmutableReadCap, ImmutableVerifyCap,
+    LiteralCap, MutableReadCap, MutableVerifyCap, MutableWriteCap,
+};
 
 /// The kinds of cap this version knows, with their text prefix (HRP) and binary kind byte.
 ///
@@ -14,9 +18,19 @@ use crate::{Error, ImmutableReadCap, ImmutableVerifyCap, LiteralCap};
 /// | [`CapKind::ImmutableRead`] | `lafsr` | `0x01` |
 /// | [`CapKind::ImmutableVerify`] | `lafsv` | `0x02` |
 /// | [`CapKind::Literal`] | `lafsl` | `0x03` |
+/// | [`CapKind::MutableWrite`] | `lafsmw` | `0x11` |
+/// | [`CapKind::MutableRead`] | `lafsmr` | `0x12` |
+/// | [`CapKind::MutableVerify`] | `lafsmv` | `0x13` |
+/// | [`CapKind::DirWrite`] | `lafsdw` | `0x21` |
+/// | [`CapKind::DirRead`] | `lafsdr` | `0x22` |
+/// | [`CapKind::DirTraverse`] | `lafsdt` | `0x23` |
+/// | [`CapKind::DirVerify`] | `lafsdv` | `0x24` |
+/// | [`CapKind::ImmutableDirRead`] | `lafsir` | `0x29` |
+/// | [`CapKind::ImmutableDirTraverse`] | `lafsit` | `0x2a` |
+/// | [`CapKind::ImmutableDirVerify`] | `lafsiv` | `0x2b` |
 ///
 /// Kind bytes `0x10..=0x1f` are reserved for mutable-file caps and `0x20..=0x2f` for directory
-/// caps.
+/// caps; the unassigned ones (`0x10`, `0x14..`, `0x20`, ...) are unknown kinds.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CapKind {
@@ -26,11 +40,45 @@ pub enum CapKind {
     ImmutableVerify,
     /// [`LiteralCap`].
     Literal,
+    /// [`MutableWriteCap`].
+    MutableWrite,
+    /// [`MutableReadCap`].
+    MutableRead,
+    /// [`MutableVerifyCap`].
+    MutableVerify,
+    /// [`DirWriteCap`].
+    DirWrite,
+    /// [`DirReadCap`].
+    DirRead,
+    /// [`DirTraverseCap`].
+    DirTraverse,
+    /// [`DirVerifyCap`].
+    DirVerify,
+    /// [`ImmutableDirReadCap`].
+    ImmutableDirRead,
+    /// [`ImmutableDirTraverseCap`].
+    ImmutableDirTraverse,
+    /// [`ImmutableDirVerifyCap`].
+    ImmutableDirVerify,
 }
 
 impl CapKind {
     /// Every kind, in kind-byte order.
-    pub const ALL: [Self; 3] = [Self::ImmutableRead, Self::ImmutableVerify, Self::Literal];
+    pub const ALL: [Self; 13] = [
+        Self::ImmutableRead,
+        Self::ImmutableVerify,
+        Self::Literal,
+        Self::MutableWrite,
+        Self::MutableRead,
+        Self::MutableVerify,
+        Self::DirWrite,
+        Self::DirRead,
+        Self::DirTraverse,
+        Self::DirVerify,
+        Self::ImmutableDirRead,
+        Self::ImmutableDirTraverse,
+        Self::ImmutableDirVerify,
+    ];
 
     /// The human-readable part of the text form (lowercase, without the `1` separator).
     pub const fn hrp(self) -> &'static str {
@@ -38,6 +86,16 @@ impl CapKind {
             Self::ImmutableRead => "lafsr",
             Self::ImmutableVerify => "lafsv",
             Self::Literal => "lafsl",
+            Self::MutableWrite => "lafsmw",
+            Self::MutableRead => "lafsmr",
+            Self::MutableVerify => "lafsmv",
+            Self::DirWrite => "lafsdw",
+            Self::DirRead => "lafsdr",
+            Self::DirTraverse => "lafsdt",
+            Self::DirVerify => "lafsdv",
+            Self::ImmutableDirRead => "lafsir",
+            Self::ImmutableDirTraverse => "lafsit",
+            Self::ImmutableDirVerify => "lafsiv",
         }
     }
 
@@ -47,6 +105,16 @@ impl CapKind {
             Self::ImmutableRead => 0x01,
             Self::ImmutableVerify => 0x02,
             Self::Literal => 0x03,
+            Self::MutableWrite => 0x11,
+            Self::MutableRead => 0x12,
+            Self::MutableVerify => 0x13,
+            Self::DirWrite => 0x21,
+            Self::DirRead => 0x22,
+            Self::DirTraverse => 0x23,
+            Self::DirVerify => 0x24,
+            Self::ImmutableDirRead => 0x29,
+            Self::ImmutableDirTraverse => 0x2a,
+            Self::ImmutableDirVerify => 0x2b,
         }
     }
 
@@ -56,6 +124,16 @@ impl CapKind {
             0x01 => Some(Self::ImmutableRead),
             0x02 => Some(Self::ImmutableVerify),
             0x03 => Some(Self::Literal),
+            0x11 => Some(Self::MutableWrite),
+            0x12 => Some(Self::MutableRead),
+            0x13 => Some(Self::MutableVerify),
+            0x21 => Some(Self::DirWrite),
+            0x22 => Some(Self::DirRead),
+            0x23 => Some(Self::DirTraverse),
+            0x24 => Some(Self::DirVerify),
+            0x29 => Some(Self::ImmutableDirRead),
+            0x2a => Some(Self::ImmutableDirTraverse),
+            0x2b => Some(Self::ImmutableDirVerify),
             _ => None,
         }
     }
@@ -70,10 +148,53 @@ impl CapKind {
     /// Fewest characters after the `1` separator a valid text of this kind has (exact for the
     /// fixed-size immutable kinds).
     pub(crate) const fn min_data_part_chars(self) -> usize {
-        match self {
-            Self::ImmutableRead | Self::ImmutableVerify => data_part_chars(IMMUTABLE_PAYLOAD_LEN),
-            Self::Literal => data_part_chars(0),
+        match self.payload_len() {
+            Some(len) => data_part_chars(len),
+            None => data_part_chars(0),
         }
+    }
+
+    /// Payload length of the fixed-size kinds (every kind but the literal cap).
+    pub const fn payload_len(self) -> Option<usize> {
+        match self {
+            Self::Literal => None,
+            Self::ImmutableRead | Self::ImmutableVerify => Some(IMMUTABLE_PAYLOAD_LEN),
+            Self::MutableWrite | Self::MutableVerify | Self::DirWrite | Self::DirVerify => Some(32),
+            Self::MutableRead
+            | Self::DirRead
+            | Self::DirTraverse
+            | Self::ImmutableDirRead
+            | Self::ImmutableDirTraverse
+            | Self::ImmutableDirVerify => Some(48),
+        }
+    }
+
+    /// Whether this kind names a directory.
+    pub const fn is_directory(self) -> bool {
+        matches!(
+            self,
+            Self::DirWrite
+                | Self::DirRead
+                | Self::DirTraverse
+                | Self::DirVerify
+                | Self::ImmutableDirRead
+                | Self::ImmutableDirTraverse
+                | Self::ImmutableDirVerify
+        )
+    }
+
+    /// Whether this kind names a mutable object (file or directory).
+    pub const fn is_mutable(self) -> bool {
+        matches!(
+            self,
+            Self::MutableWrite
+                | Self::MutableRead
+                | Self::MutableVerify
+                | Self::DirWrite
+                | Self::DirRead
+                | Self::DirTraverse
+                | Self::DirVerify
+        )
     }
 }
 
@@ -84,6 +205,16 @@ impl fmt::Display for CapKind {
             Self::ImmutableRead => "immutable readcap",
             Self::ImmutableVerify => "immutable verifycap",
             Self::Literal => "literal cap",
+            Self::MutableWrite => "mutable writecap",
+            Self::MutableRead => "mutable readcap",
+            Self::MutableVerify => "mutable verifycap",
+            Self::DirWrite => "directory writecap",
+            Self::DirRead => "directory readcap",
+            Self::DirTraverse => "directory traversal cap",
+            Self::DirVerify => "directory verifycap",
+            Self::ImmutableDirRead => "immutable directory readcap",
+            Self::ImmutableDirTraverse => "immutable directory traversal cap",
+            Self::ImmutableDirVerify => "immutable directory verifycap",
         })
     }
 }
@@ -101,6 +232,47 @@ pub enum Cap {
     ImmutableVerify(ImmutableVerifyCap),
     /// A tiny file held inside the cap.
     Literal(LiteralCap),
+    /// Writes (and reads, verifies) a mutable file.
+    MutableWrite(MutableWriteCap),
+    /// Reads (and verifies) a mutable file.
+    MutableRead(MutableReadCap),
+    /// Verifies and repairs a mutable file.
+    MutableVerify(MutableVerifyCap),
+    /// Modifies (and reads, traverses, verifies) a mutable directory.
+    DirWrite(DirWriteCap),
+    /// Lists a mutable directory (read-only, transitively).
+    DirRead(DirReadCap),
+    /// Walks a mutable directory tree to the children's verifycaps, without names.
+    DirTraverse(DirTraverseCap),
+    /// Verifies and repairs the file holding a mutable directory.
+    DirVerify(DirVerifyCap),
+    /// Lists an immutable directory.
+    ImmutableDirRead(ImmutableDirReadCap),
+    /// Walks an immutable directory tree to the children's verifycaps, without names.
+    ImmutableDirTraverse(ImmutableDirTraverseCap),
+    /// Verifies and repairs the file holding an immutable directory.
+    ImmutableDirVerify(ImmutableDirVerifyCap),
+}
+
+/// Calls `$f` on the inner cap of every variant.
+macro_rules! each_variant {
+    ($self:expr, $c:ident => $e:expr) => {
+        match $self {
+            Cap::ImmutableRead($c) => $e,
+            Cap::ImmutableVerify($c) => $e,
+            Cap::Literal($c) => $e,
+            Cap::MutableWrite($c) => $e,
+            Cap::MutableRead($c) => $e,
+            Cap::MutableVerify($c) => $e,
+            Cap::DirWrite($c) => $e,
+            Cap::DirRead($c) => $e,
+            Cap::DirTraverse($c) => $e,
+            Cap::DirVerify($c) => $e,
+            Cap::ImmutableDirRead($c) => $e,
+            Cap::ImmutableDirTraverse($c) => $e,
+            Cap::ImmutableDirVerify($c) => $e,
+        }
+    };
 }
 
 impl Cap {
@@ -110,36 +282,62 @@ impl Cap {
             Self::ImmutableRead(_) => CapKind::ImmutableRead,
             Self::ImmutableVerify(_) => CapKind::ImmutableVerify,
             Self::Literal(_) => CapKind::Literal,
+            Self::MutableWrite(_) => CapKind::MutableWrite,
+            Self::MutableRead(_) => CapKind::MutableRead,
+            Self::MutableVerify(_) => CapKind::MutableVerify,
+            Self::DirWrite(_) => CapKind::DirWrite,
+            Self::DirRead(_) => CapKind::DirRead,
+            Self::DirTraverse(_) => CapKind::DirTraverse,
+            Self::DirVerify(_) => CapKind::DirVerify,
+            Self::ImmutableDirRead(_) => CapKind::ImmutableDirRead,
+            Self::ImmutableDirTraverse(_) => CapKind::ImmutableDirTraverse,
+            Self::ImmutableDirVerify(_) => CapKind::ImmutableDirVerify,
         }
     }
 
-    /// The verifycap of the same file: derived from a readcap, itself for a verifycap, and
-    /// `None` for a literal cap (its file is in the cap: there are no shares to verify).
+    /// The immutable verifycap of the same file: derived from a readcap, itself for a
+    /// verifycap, the verifycap of the file holding an immutable directory for the immutable
+    /// directory kinds, and `None` for a literal cap (its file is in the cap: there are no
+    /// shares to verify) and for the mutable kinds (see [`Cap::mutable_verify_cap`]).
     pub fn verify_cap(&self) -> Option<ImmutableVerifyCap> {
         match self {
             Self::ImmutableRead(c) => Some(c.verify_cap()),
             Self::ImmutableVerify(c) => Some(*c),
-            Self::Literal(_) => None,
+            Self::ImmutableDirRead(c) => Some(c.verify_cap().file_verify_cap()),
+            Self::ImmutableDirTraverse(c) => Some(c.verify_cap().file_verify_cap()),
+            Self::ImmutableDirVerify(c) => Some(c.file_verify_cap()),
+            _ => None,
         }
+    }
+
+    /// The verifycap of the mutable file behind a mutable file or directory cap (for a
+    /// directory: the file holding it); `None` for the immutable kinds.
+    pub fn mutable_verify_cap(&self) -> Option<MutableVerifyCap> {
+        let pk = match self {
+            Self::MutableWrite(c) => c.public_key(),
+            Self::MutableRead(c) => c.public_key(),
+            Self::MutableVerify(c) => c.public_key(),
+            Self::DirWrite(c) => c.public_key(),
+            Self::DirRead(c) => c.public_key(),
+            Self::DirTraverse(c) => c.public_key(),
+            Self::DirVerify(c) => c.public_key(),
+            _ => return None,
+        };
+        Some(MutableVerifyCap::new(*pk))
     }
 
     /// Length of the binary form in bytes.
     pub fn binary_len(&self) -> usize {
         match self {
-            Self::ImmutableRead(_) => ImmutableReadCap::BINARY_LEN,
-            Self::ImmutableVerify(_) => ImmutableVerifyCap::BINARY_LEN,
             Self::Literal(c) => c.binary_len(),
+            other => 1 + other.kind().payload_len().unwrap_or(0),
         }
     }
 
     /// Appends the binary form to `out`. Binary caps are self-delimiting, so several can be
     /// written one after another and read back with [`Cap::read_from`].
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        match self {
-            Self::ImmutableRead(c) => c.write_to(out),
-            Self::ImmutableVerify(c) => c.write_to(out),
-            Self::Literal(c) => c.write_to(out),
-        }
+        each_variant!(self, c => c.write_to(out))
     }
 
     /// The binary form: kind byte, then payload.
@@ -171,10 +369,10 @@ impl Cap {
             return Err(Error::UnknownKind { byte });
         };
         let available = bytes.len();
-        match kind {
-            CapKind::ImmutableRead | CapKind::ImmutableVerify => {
-                let needed = 1 + IMMUTABLE_PAYLOAD_LEN;
-                let Some(payload) = rest.get(..IMMUTABLE_PAYLOAD_LEN) else {
+        match kind.payload_len() {
+            Some(len) => {
+                let needed = 1 + len;
+                let Some(payload) = rest.get(..len) else {
                     return Err(Error::BinaryTruncated {
                         kind,
                         needed,
@@ -183,7 +381,7 @@ impl Cap {
                 };
                 Ok((Self::from_payload(kind, payload)?, needed))
             }
-            CapKind::Literal => {
+            None => {
                 let Some((&len, rest)) = rest.split_first() else {
                     return Err(Error::BinaryTruncated {
                         kind,
@@ -220,6 +418,22 @@ impl Cap {
                 Self::ImmutableVerify(ImmutableVerifyCap::from_payload(payload)?)
             }
             CapKind::Literal => Self::Literal(LiteralCap::new(payload.to_vec())?),
+            CapKind::MutableWrite => Self::MutableWrite(MutableWriteCap::from_payload(payload)?),
+            CapKind::MutableRead => Self::MutableRead(MutableReadCap::from_payload(payload)?),
+            CapKind::MutableVerify => Self::MutableVerify(MutableVerifyCap::from_payload(payload)?),
+            CapKind::DirWrite => Self::DirWrite(DirWriteCap::from_payload(payload)?),
+            CapKind::DirRead => Self::DirRead(DirReadCap::from_payload(payload)?),
+            CapKind::DirTraverse => Self::DirTraverse(DirTraverseCap::from_payload(payload)?),
+            CapKind::DirVerify => Self::DirVerify(DirVerifyCap::from_payload(payload)?),
+            CapKind::ImmutableDirRead => {
+                Self::ImmutableDirRead(ImmutableDirReadCap::from_payload(payload)?)
+            }
+            CapKind::ImmutableDirTraverse => {
+                Self::ImmutableDirTraverse(ImmutableDirTraverseCap::from_payload(payload)?)
+            }
+            CapKind::ImmutableDirVerify => {
+                Self::ImmutableDirVerify(ImmutableDirVerifyCap::from_payload(payload)?)
+            }
         })
     }
 }
@@ -227,11 +441,7 @@ impl Cap {
 /// The text form of the cap (see each kind's `Display`).
 impl fmt::Display for Cap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::ImmutableRead(c) => fmt::Display::fmt(c, f),
-            Self::ImmutableVerify(c) => fmt::Display::fmt(c, f),
-            Self::Literal(c) => fmt::Display::fmt(c, f),
-        }
+        each_variant!(self, c => fmt::Display::fmt(c, f))
     }
 }
 

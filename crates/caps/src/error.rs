@@ -119,6 +119,9 @@ pub enum Error {
         /// Bytes available.
         available: usize,
     },
+    /// A mutable cap's public key is not a valid Ed25519 point encoding.
+    #[error("the public key in this mutable cap is not a valid Ed25519 key")]
+    InvalidPublicKey,
     /// Bytes follow a complete binary cap where exactly one cap was expected.
     #[error("binary {kind} is followed by {extra} trailing byte(s)")]
     TrailingBytes {

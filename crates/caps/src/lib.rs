@@ -101,10 +101,17 @@ mod cap;
 mod error;
 mod keys;
 mod kinds;
+mod mutable;
 mod text;
 
 pub use cap::{Cap, CapKind};
 pub use error::Error;
 pub use keys::{selection_index_for, ReadKey, SelectionIndex, StorageIndex};
 pub use kinds::{ImmutableReadCap, ImmutableVerifyCap, LiteralCap};
+pub use mutable::{
+    DirReadCap, DirTraverseCap, DirVerifyCap, DirWriteCap, ImmutableDirReadCap,
+    ImmutableDirTraverseCap, ImmutableDirVerifyCap, MutablePublicKey, MutableReadCap,
+    MutableVerifyCap, MutableWriteCap, SigningSeed, TraverseKey, IMMUTABLE_DIR_TRAVERSE_KEY_TAG,
+    MUTABLE_READ_KEY_TAG, MUTABLE_STORAGE_INDEX_TAG, MUTABLE_TRAVERSE_KEY_TAG,
+};
 pub use text::MAX_TEXT_LEN;

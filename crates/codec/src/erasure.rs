@@ -4,15 +4,18 @@ use reed_solomon_erasure::galois_8::ReedSolomon;
 
 use crate::{Error, Params};
 
-/// k-of-N coder. With k == N there is no parity and nothing to compute.
-pub(crate) struct Coder {
+/// k-of-N Reed-Solomon coder (GF(2^8), systematic Vandermonde code: blocks `0..k` are the
+/// data itself), exactly the one the immutable format uses. With k == N there is no parity
+/// and nothing to compute. Exported as `ErasureCoder` for other formats (mutable files).
+pub struct Coder {
     k: usize,
     n: usize,
     rs: Option<ReedSolomon>,
 }
 
 impl Coder {
-    pub(crate) fn new(params: &Params) -> Result<Self, Error> {
+    /// A coder for `params.k()`-of-`params.n()` (the segment size is not used).
+    pub fn new(params: &Params) -> Result<Self, Error> {
         let k = usize::from(params.k());
         let n = usize::from(params.n());
         let rs = if n > k {
@@ -24,7 +27,7 @@ impl Coder {
     }
 
     /// Fills `shards[k..N]` with parity computed from `shards[..k]` (all the same length).
-    pub(crate) fn encode(&self, shards: &mut [Vec<u8>]) -> Result<(), Error> {
+    pub fn encode(&self, shards: &mut [Vec<u8>]) -> Result<(), Error> {
         if shards.len() != self.n {
             return Err(Error::Erasure("wrong shard count"));
         }
@@ -38,7 +41,7 @@ impl Coder {
 
     /// Recovers the k data blocks from any k of the N blocks (`None` = missing). Systematic:
     /// when blocks `0..k` are all present this is a move, no arithmetic.
-    pub(crate) fn decode(&self, mut blocks: Vec<Option<Vec<u8>>>) -> Result<Vec<Vec<u8>>, Error> {
+    pub fn decode(&self, mut blocks: Vec<Option<Vec<u8>>>) -> Result<Vec<Vec<u8>>, Error> {
         if blocks.len() != self.n {
             return Err(Error::Erasure("wrong shard count"));
         }

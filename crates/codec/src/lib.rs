@@ -109,6 +109,7 @@ pub use crypto::{
 };
 pub use decoder::{Decoder, OutputChunk, ShareRead};
 pub use encoder::{encode_to_shares, Encoded, Encoder, ShareWrite};
+pub use erasure::Coder as ErasureCoder;
 pub use error::{Error, SharePart};
 pub use format::{
     chain_proof_indices, parse_ueb, trailer_len, Params, ShareLayout, Ueb, BLOCK_TAG,
