@@ -56,11 +56,14 @@ proptest! {
             match op {
                 Op::Add(n, c) => {
                     let r = dir.add(&name(n), &child(c), &[c]);
-                    if model.contains_key(&name(n)) {
-                        prop_assert_eq!(r, Err(Error::AlreadyExists { name: name(n) }));
-                    } else {
-                        r.unwrap();
-                        model.insert(name(n), child(c));
+                    match model.entry(name(n)) {
+                        std::collections::btree_map::Entry::Occupied(_) => {
+                            prop_assert_eq!(r, Err(Error::AlreadyExists { name: name(n) }));
+                        }
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            r.unwrap();
+                            v.insert(child(c));
+                        }
                     }
                 }
                 Op::Remove(n) => {
