@@ -994,6 +994,21 @@ mod tests {
     }
 
     #[test]
+    fn public_key_is_rfc8032() {
+        // RFC 8032, section 7.1, test 1.
+        let seed = [
+            0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec,
+            0x2c, 0xc4, 0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03,
+            0x1c, 0xae, 0x7f, 0x60,
+        ];
+        let pk = SigningSeed::from_bytes(seed).public_key();
+        assert_eq!(
+            lafs_hashtree::Hash(*pk.as_bytes()).to_hex(),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+    }
+
+    #[test]
     fn invalid_public_key_is_rejected() {
         // y = 2 is not on the curve.
         let mut bad = [0u8; 32];
