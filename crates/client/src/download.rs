@@ -68,6 +68,7 @@ pub struct Download {
     ready: Vec<Option<PieceResult>>,
     pending: VecDeque<Bytes>,
     failed: bool,
+    spawner: Option<crate::Spawner>,
 }
 
 impl Client {
@@ -165,6 +166,7 @@ impl Client {
             ready: Vec::new(),
             pending: VecDeque::new(),
             failed: false,
+            spawner: self.config.spawner.clone(),
         })
     }
 }
@@ -187,6 +189,7 @@ impl Download {
             ready: Vec::new(),
             pending: VecDeque::new(),
             failed: false,
+            spawner: None,
         }
     }
 
@@ -289,11 +292,30 @@ impl Download {
             self.pos = piece.end;
             let dec = self.spare.pop().unwrap_or_else(|| ctx.decoder());
             let ctx = ctx.clone();
-            self.running.push_back(boxed(async move {
+            let fut = boxed(async move {
                 let mut dec = dec;
                 let r = fetch_piece(&ctx, &mut dec, piece).await;
                 (dec, r)
-            }));
+            });
+            let fut = match &self.spawner {
+                None => fut,
+                Some(s) => {
+                    let (tx, rx) = futures::channel::oneshot::channel();
+                    s.0.spawn(boxed(async move {
+                        let _ = tx.send(fut.await);
+                    }));
+                    let fallback = ctx_decoder(&self.ctx);
+                    boxed(async move {
+                        rx.await.unwrap_or_else(|_| {
+                            (
+                                fallback,
+                                Err(Error::InvalidState("spawned segment fetch was dropped")),
+                            )
+                        })
+                    })
+                }
+            };
+            self.running.push_back(fut);
             self.ready.push(None);
         }
     }
@@ -319,6 +341,16 @@ impl Download {
             Poll::Pending
         })
         .await
+    }
+}
+
+fn ctx_decoder(ctx: &Option<Ctx>) -> Decoder {
+    match ctx {
+        Some(c) => new_decoder(&c.key),
+        None => Decoder::for_verify_cap(&lafs_caps::ImmutableVerifyCap::new(
+            StorageIndex([0; 32]),
+            lafs_caps::SelectionIndex([0; 16]),
+        )),
     }
 }
 

@@ -52,7 +52,9 @@ use lafs_codec::Params;
 pub use check::{CheckReport, CopyStatus, ShareCopy};
 pub use download::Download;
 pub use placement::ServerId;
-pub use transport::{parse_read_response, MaybeSendSync, ReadPiece, Transport, TransportError};
+pub use transport::{
+    parse_read_response, BoxFut, MaybeSendSync, ReadPiece, Spawn, Transport, TransportError,
+};
 pub use upload::{Upload, UploadOptions, UploadProgress, UploadResult};
 
 /// Everything that can go wrong in the client.
@@ -141,6 +143,19 @@ pub struct ClientConfig {
     /// Writes to one share are merged until they reach this many bytes (small files: one
     /// write per share).
     pub write_chunk: usize,
+    /// Where downloads run their pipelined segment fetches (verification and decoding);
+    /// `None`: on the reading task.
+    pub spawner: Option<Spawner>,
+}
+
+/// A shared [`Spawn`] implementation (see [`ClientConfig::spawner`]).
+#[derive(Clone)]
+pub struct Spawner(pub Arc<dyn Spawn>);
+
+impl core::fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Spawner")
+    }
 }
 
 impl Default for ClientConfig {
@@ -151,6 +166,7 @@ impl Default for ClientConfig {
             suffix_len: 4096,
             pipeline_depth: 2,
             write_chunk: 1 << 20,
+            spawner: None,
         }
     }
 }

@@ -181,12 +181,20 @@ pub trait Transport: MaybeSendSync {
     ) -> Result<(), TransportError>;
 }
 
-/// A boxed future: `Send` natively, local on `wasm32`.
+/// A boxed `'static` future: `Send` natively, local on `wasm32`.
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) type BoxFut<T> = futures::future::BoxFuture<'static, T>;
-/// A boxed future: `Send` natively, local on `wasm32`.
+pub type BoxFut<T> = futures::future::BoxFuture<'static, T>;
+/// A boxed `'static` future: `Send` natively, local on `wasm32`.
 #[cfg(target_arch = "wasm32")]
-pub(crate) type BoxFut<T> = futures::future::LocalBoxFuture<'static, T>;
+pub type BoxFut<T> = futures::future::LocalBoxFuture<'static, T>;
+
+/// A driver's executor: runs a future to completion elsewhere (another thread natively, the
+/// event loop in the browser). With one in [`crate::ClientConfig::spawner`], a download
+/// verifies and decodes its pipelined segments in parallel instead of on the reader's task.
+pub trait Spawn: MaybeSendSync {
+    /// Starts `fut`; it must run to completion even though nobody awaits it.
+    fn spawn(&self, fut: BoxFut<()>);
+}
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn boxed<F>(f: F) -> BoxFut<F::Output>

@@ -360,7 +360,11 @@ impl Upload {
             pending: BTreeMap::new(),
             inflight: FuturesUnordered::new(),
             inflight_bytes: 0,
-            max_inflight: seg_bytes.saturating_mul(cfg.pipeline_depth.max(1) as u64),
+            // Enough for `pipeline_depth` segments, and for every share's merged write of
+            // that many chunks, so encoding never waits on a single round of writes.
+            max_inflight: seg_bytes
+                .max(cfg.write_chunk as u64 * u64::from(params.n()))
+                .saturating_mul(cfg.pipeline_depth.max(1) as u64),
             max_write,
             produced: 0,
             acked: 0,

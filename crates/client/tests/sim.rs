@@ -481,3 +481,34 @@ fn missing_file_and_stream_api() {
     assert_eq!(got, d);
     let _ = Knobs::default();
 }
+
+/// Runs each spawned future on its own thread.
+struct ThreadSpawner;
+
+impl lafs_client::Spawn for ThreadSpawner {
+    fn spawn(&self, fut: lafs_client::BoxFut<()>) {
+        std::thread::spawn(move || block_on(fut));
+    }
+}
+
+#[test]
+fn downloads_with_a_spawner_decode_elsewhere_and_agree() {
+    let (g, _) = grid(10, 111);
+    let mut cfg = config();
+    cfg.spawner = Some(lafs_client::Spawner(Arc::new(ThreadSpawner)));
+    cfg.pipeline_depth = 3;
+    let c = Client::new(g.clone(), cfg);
+    let d = data(30 * SEG as usize + 9, 111);
+    let up = block_on(c.upload_bytes(&d, UploadOptions::default())).unwrap();
+    // A server dies half-way: fail-over works from spawned fetches too.
+    let (server, _, _) = g
+        .shares_of(&si_of(&up.cap))
+        .into_iter()
+        .find(|(_, s, _)| *s == 0)
+        .unwrap();
+    g.set_knobs(server, |k| k.fail_after = Some(10));
+    let mut dl = block_on(c.open(&up.cap)).unwrap();
+    assert_eq!(block_on(dl.read_all()).unwrap(), d);
+    dl.seek(1234..20_000);
+    assert_eq!(block_on(dl.read_all()).unwrap(), &d[1234..20_000]);
+}

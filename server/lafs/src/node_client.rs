@@ -106,7 +106,7 @@ fn own_introducer(dir: &Path, config: &NodeConfig) -> Result<String> {
 /// are known; fewer is not an error here (the operation reports what it could reach).
 pub(crate) async fn connect(
     args: &GridArgs,
-    config: ClientConfig,
+    mut config: ClientConfig,
     min_servers: usize,
 ) -> Result<(Client, Arc<Grid>)> {
     match args.backend()? {
@@ -114,6 +114,7 @@ pub(crate) async fn connect(
             introducer,
             account,
         } => {
+            config.spawner = Some(lafs_netclient::tokio_spawner());
             let grid = Arc::new(Grid::subscribe(&introducer));
             let wait = Duration::from_secs(args.wait);
             if grid.wait_for(min_servers.max(1), wait).await.is_err() {

@@ -47,7 +47,7 @@ impl Default for HttpConfig {
 pub struct HttpTransport {
     http: reqwest::Client,
     directory: Arc<dyn Directory>,
-    key: SigningKey,
+    key: Arc<SigningKey>,
     audiences: Mutex<HashMap<ServerId, String>>,
 }
 
@@ -85,7 +85,7 @@ impl HttpTransport {
         Ok(Self {
             http,
             directory,
-            key,
+            key: Arc::new(key),
             audiences: Mutex::new(HashMap::new()),
         })
     }
@@ -122,6 +122,9 @@ impl HttpTransport {
     }
 
     /// Sends a request; `sign` adds the signature headers. Returns the body of a 2xx answer.
+    ///
+    /// The request (body hashing for the signature, sending, receiving) runs as its own tokio
+    /// task, so the hashing of many concurrent writes spreads over the runtime's threads.
     #[allow(clippy::too_many_arguments)] // private: each argument is one part of the request
     async fn send(
         &self,
@@ -134,33 +137,19 @@ impl HttpTransport {
         json_body: bool,
     ) -> Result<Bytes, TransportError> {
         let url = self.url(&server, path, query)?;
-        let mut req = self.http.request(method.clone(), url.clone());
-        if json_body {
-            req = req.header("content-type", "application/json");
+        let signer = if sign {
+            Some((Arc::clone(&self.key), self.audience(server).await?))
+        } else {
+            None
+        };
+        let job = send_request(self.http.clone(), method, url, body, signer, json_body);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => h
+                .spawn(job)
+                .await
+                .map_err(|e| TransportError::Unreachable(format!("request task failed: {e}")))?,
+            Err(_) => job.await,
         }
-        if sign {
-            let audience = self.audience(server).await?;
-            let mut nonce = [0u8; 16];
-            getrandom::fill(&mut nonce)
-                .map_err(|_| TransportError::Protocol("random number generator failed".into()))?;
-            let parts = RequestParts::new(
-                method.as_str(),
-                url.path(),
-                url.query().unwrap_or(""),
-                &body,
-            );
-            let headers = sign_request(&self.key, &audience, &parts, unix_now(), Nonce(nonce));
-            for (name, value) in headers.header_values() {
-                req = req.header(name, value);
-            }
-        }
-        let resp = req.body(body).send().await.map_err(map_err)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(map_err)?;
-        if status.is_success() {
-            return Ok(bytes);
-        }
-        Err(status_error(status, &bytes))
     }
 
     async fn get_json<T: DeserializeOwned>(
@@ -187,6 +176,42 @@ impl HttpTransport {
             .await?;
         parse_json(&out)
     }
+}
+
+async fn send_request(
+    http: reqwest::Client,
+    method: Method,
+    url: Url,
+    body: Bytes,
+    signer: Option<(Arc<SigningKey>, String)>,
+    json_body: bool,
+) -> Result<Bytes, TransportError> {
+    let mut req = http.request(method.clone(), url.clone());
+    if json_body {
+        req = req.header("content-type", "application/json");
+    }
+    if let Some((key, audience)) = signer {
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce)
+            .map_err(|_| TransportError::Protocol("random number generator failed".into()))?;
+        let parts = RequestParts::new(
+            method.as_str(),
+            url.path(),
+            url.query().unwrap_or(""),
+            &body,
+        );
+        let headers = sign_request(&key, &audience, &parts, unix_now(), Nonce(nonce));
+        for (name, value) in headers.header_values() {
+            req = req.header(name, value);
+        }
+    }
+    let resp = req.body(body).send().await.map_err(map_err)?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(map_err)?;
+    if status.is_success() {
+        return Ok(bytes);
+    }
+    Err(status_error(status, &bytes))
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, TransportError> {

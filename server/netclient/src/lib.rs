@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use lafs_client::{Client, ClientConfig};
+use lafs_client::{BoxFut, Client, ClientConfig, Spawn, Spawner};
 
 /// Errors of this crate (setting up; the grid operations return [`lafs_client::Error`]).
 #[non_exhaustive]
@@ -43,6 +43,21 @@ pub enum Error {
     },
 }
 
+/// Runs the client's spawned work (a download's pipelined segments) on the current tokio
+/// runtime, so verification and decoding use every worker thread.
+pub struct TokioSpawner(tokio::runtime::Handle);
+
+impl Spawn for TokioSpawner {
+    fn spawn(&self, fut: BoxFut<()>) {
+        self.0.spawn(fut);
+    }
+}
+
+/// A [`Spawner`] on the current tokio runtime. Panics outside a runtime.
+pub fn tokio_spawner() -> Spawner {
+    Spawner(Arc::new(TokioSpawner(tokio::runtime::Handle::current())))
+}
+
 /// Subscribes to the introducer at `introducer_url`, waits until at least `min_servers`
 /// storage servers are known (at most `wait`), and returns a client signing with `account`.
 /// The returned [`Grid`] keeps the server set live; keep it alive as long as the client.
@@ -51,8 +66,11 @@ pub async fn connect(
     account: SigningKey,
     min_servers: usize,
     wait: Duration,
-    config: ClientConfig,
+    mut config: ClientConfig,
 ) -> Result<(Client, Arc<Grid>), Error> {
+    if config.spawner.is_none() {
+        config.spawner = Some(tokio_spawner());
+    }
     let grid = Arc::new(Grid::subscribe(introducer_url));
     grid.wait_for(min_servers, wait).await?;
     let transport = HttpTransport::new(grid.clone(), account, HttpConfig::default())?;

@@ -43,6 +43,17 @@ impl StorageNode {
     }
 }
 
+/// Where the storage servers keep shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// In memory.
+    Memory,
+    /// On disk, fsync after every write (the server's default).
+    Durable,
+    /// On disk, fsync only when a share is finished.
+    Fast,
+}
+
 pub struct LocalGrid {
     pub introducer_url: String,
     pub nodes: Vec<StorageNode>,
@@ -51,8 +62,21 @@ pub struct LocalGrid {
 }
 
 impl LocalGrid {
-    /// `n` storage servers, on disk (`on_disk`) or in memory.
+    /// `n` storage servers, on disk (`on_disk`, the server's default options) or in memory.
     pub async fn start(n: usize, on_disk: bool) -> Self {
+        Self::start_with(
+            n,
+            if on_disk {
+                Store::Durable
+            } else {
+                Store::Memory
+            },
+        )
+        .await
+    }
+
+    pub async fn start_with(n: usize, kind: Store) -> Self {
+        let on_disk = kind != Store::Memory;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let introducer_url = format!(
             "ws://{}{}",
@@ -70,7 +94,11 @@ impl LocalGrid {
             let (store, root): (Arc<dyn ShareStore>, Option<PathBuf>) = match &dir {
                 Some(d) => {
                     let root = d.path().join(format!("storage-{i}"));
-                    let s = FsStore::open(&root, FsOptions::default()).unwrap();
+                    let opts = FsOptions {
+                        durable_writes: kind == Store::Durable,
+                        ..FsOptions::default()
+                    };
+                    let s = FsStore::open(&root, opts).unwrap();
                     (Arc::new(s), Some(root))
                 }
                 None => (Arc::new(MemoryStore::new(8 << 30)), None),
