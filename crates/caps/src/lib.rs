@@ -9,6 +9,14 @@
 //! | [`ImmutableReadCap`] | read (decrypt) and verify an immutable file | `lafsr1` | 89 | 49 bytes |
 //! | [`ImmutableVerifyCap`] | find, verify and repair its shares; no plaintext | `lafsv1` | 89 | 49 bytes |
 //! | [`LiteralCap`] | a tiny file (≤ 55 bytes) stored inside the cap itself | `lafsl1` | 12–100 | 2–57 bytes |
+//! | [`MutableWriteCap`] | publish new versions of a mutable file, read, verify | `lafsmw1` | 65 | 33 bytes |
+//! | [`MutableReadCap`] | read (and verify) every version of a mutable file | `lafsmr1` | 90 | 49 bytes |
+//! | [`MutableVerifyCap`] | find, check and repair a mutable file's shares | `lafsmv1` | 65 | 33 bytes |
+//! | [`DirWriteCap`] | change a mutable directory; read, traverse | `lafsdw1` | 65 | 33 bytes |
+//! | [`DirReadCap`] | list names, metadata, children's read caps | `lafsdr1` | 90 | 49 bytes |
+//! | [`DirTraverseCap`] | walk the tree to every verifycap, no names | `lafsdt1` | 90 | 49 bytes |
+//! | [`DirVerifyCap`] | check and repair the file holding a directory | `lafsdv1` | 65 | 33 bytes |
+//! | [`ImmutableDirReadCap`] / [`ImmutableDirTraverseCap`] / [`ImmutableDirVerifyCap`] | the same for immutable directories | `lafsir1` / `lafsit1` / `lafsiv1` | 90 | 49 bytes |
 //!
 //! [`Cap`] holds a cap of any kind. This crate is pure logic (no IO) and builds for
 //! `wasm32-unknown-unknown`. Formats are specified byte by byte in `docs/spec/caps.md`, with
