@@ -39,14 +39,19 @@ mod uri;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use lafs_codec::Params;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeDir;
 
@@ -58,13 +63,29 @@ pub use grid::{
 pub use memory::MemoryGrid;
 pub use proof::{CiphertextProof, ProofNode, MAX_PROOF_SEGMENTS};
 
-/// Gateway configuration. `Default`: API only (no web app), 3-of-10 with 1 MiB segments.
-#[derive(Debug, Clone, Default)]
+/// Gateway configuration. `Default`: API only (no web app), 3-of-10 with 1 MiB segments,
+/// 10 s to send request headers, 1024 connections.
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Directory of the web app (Trunk output, `web/dist`); `None` serves only the API.
     pub static_dir: Option<PathBuf>,
     /// Encoding parameters of uploads that do not name their own.
     pub default_params: Params,
+    /// Time allowed for a client to send the request line and headers.
+    pub header_read_timeout: Duration,
+    /// Largest number of open connections; more wait in the accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            static_dir: None,
+            default_params: Params::default(),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
 }
 
 /// Shared state of a running gateway. Cheap to clone.
@@ -187,12 +208,69 @@ impl NotBuilt {
 
 /// Serves `app(state)` on `listener` until `shutdown` completes, then stops accepting and lets
 /// open requests finish (graceful shutdown).
+///
+/// Each connection must send its request headers within [`Config::header_read_timeout`]
+/// (slow clients are disconnected); at most [`Config::max_connections`] are served at once,
+/// more wait in the accept queue. Bodies are not timed: uploads and downloads of any size
+/// stream for as long as they take.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let config = state.config().clone();
+    let router = app(state);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let mut stop = stop_rx.clone();
+        let header_timeout = config.header_read_timeout;
+        conns.spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let res = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+        // Reap finished connection tasks so the set does not grow.
+        while conns.try_join_next().is_some() {}
+    }
+    let _ = stop_tx.send(true);
+    while conns.join_next().await.is_some() {}
+    Ok(())
 }
