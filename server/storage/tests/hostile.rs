@@ -1,5 +1,8 @@
 //! Malformed input over every endpoint: always a 4xx with a JSON error body, never a 5xx.
 
+// Test helpers panic on failed set-up steps on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

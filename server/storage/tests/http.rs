@@ -1,6 +1,9 @@
 //! End-to-end tests over HTTP on 127.0.0.1: uploads of real shares, resume, reads, signatures,
 //! read-only mode, full disks, CORS and metrics.
 
+// Test helpers panic on failed set-up steps on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -105,8 +105,13 @@ pub struct Client {
     pub key: SigningKey,
     pub server_id: String,
     seed: u8,
+    instance: u32,
     counter: AtomicU64,
 }
+
+/// Distinguishes clients of one test process, so two clients with the same key never reuse a
+/// nonce (the server would rightly reject the second use as a replay).
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
 
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -123,12 +128,14 @@ impl Client {
             key: SigningKey::from_bytes(&[seed; 32]),
             server_id: server_id.to_owned(),
             seed,
+            instance: INSTANCES.fetch_add(1, Ordering::SeqCst) as u32,
             counter: AtomicU64::new(0),
         }
     }
 
     pub fn nonce(&self) -> Nonce {
         let mut n = [self.seed; 16];
+        n[..4].copy_from_slice(&self.instance.to_be_bytes());
         n[8..].copy_from_slice(&self.counter.fetch_add(1, Ordering::SeqCst).to_be_bytes());
         Nonce(n)
     }
