@@ -36,6 +36,7 @@
 
 pub mod ids;
 pub mod introducer;
+pub mod mutable;
 pub mod read;
 pub mod signing;
 pub mod storage;
@@ -74,6 +75,12 @@ pub enum Error {
     /// A read request is invalid.
     #[error("read request: {reason}")]
     BadReadRequest {
+        /// Why.
+        reason: &'static str,
+    },
+    /// A mutable write body is malformed.
+    #[error("mutable write: {reason}")]
+    BadMutableWrite {
         /// Why.
         reason: &'static str,
     },
