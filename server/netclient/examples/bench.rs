@@ -71,6 +71,16 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU seconds used by this process so far (user + system, all threads).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn sha256_speed() -> f64 {
     let data = chunk(1, 64 * MIB);
     let mut best = 0f64;
@@ -175,6 +185,7 @@ async fn main() {
     let (client, _g) = grid.client(ClientConfig::default()).await;
 
     // Upload, streamed 1 MiB at a time.
+    let cpu = cpu_secs();
     let t = Instant::now();
     let mut up = client.upload(UploadOptions::default());
     let mut i = 0u64;
@@ -187,14 +198,18 @@ async fn main() {
     }
     let r = up.finish().await.unwrap();
     let up_time = t.elapsed();
+    let up_cpu = cpu_secs() - cpu;
     println!(
-        "upload                        {:8.0} MB/s  ({:.2} s, {:.2}x SHA-256)",
+        "upload                        {:8.0} MB/s  ({:.2} s, {:.2}x SHA-256; {:.2} CPU-s, i.e. {:.0} MB per CPU-second, client and servers)",
         mbps(size, up_time),
         up_time.as_secs_f64(),
-        mbps(size, up_time) / sha
+        mbps(size, up_time) / sha,
+        up_cpu,
+        size as f64 / up_cpu / 1e6
     );
 
     // Download of the whole file.
+    let cpu = cpu_secs();
     let t = Instant::now();
     let mut dl = client.open(&r.cap).await.unwrap();
     let mut got = 0u64;
@@ -207,15 +222,18 @@ async fn main() {
         got += c.len() as u64;
     }
     let down_time = t.elapsed();
+    let down_cpu = cpu_secs() - cpu;
     assert_eq!(got, size);
     if let Some(f) = first {
         assert_eq!(&f[..], &chunk(0, f.len())[..], "first chunk differs");
     }
     println!(
-        "download                      {:8.0} MB/s  ({:.2} s, {:.2}x SHA-256)",
+        "download                      {:8.0} MB/s  ({:.2} s, {:.2}x SHA-256; {:.2} CPU-s, i.e. {:.0} MB per CPU-second, client and servers)",
         mbps(size, down_time),
         down_time.as_secs_f64(),
-        mbps(size, down_time) / sha
+        mbps(size, down_time) / sha,
+        down_cpu,
+        size as f64 / down_cpu / 1e6
     );
 
     // Time to first byte of a 1 MiB range in the middle.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,14 +28,19 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
+    /// How long a server's `version` answer is reused (uploads ask every server for its
+    /// version; a burst of small uploads then costs one round less). Any failed request to a
+    /// server drops its cached answer. Zero disables the cache.
+    pub version_ttl: Duration,
 }
 
 impl Default for HttpConfig {
-    /// 60 s per request, 5 s to connect.
+    /// 60 s per request, 5 s to connect, versions reused for 5 s.
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
+            version_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -49,6 +54,8 @@ pub struct HttpTransport {
     directory: Arc<dyn Directory>,
     key: Arc<SigningKey>,
     audiences: Mutex<HashMap<ServerId, String>>,
+    versions: Mutex<HashMap<ServerId, (Instant, VersionResponse)>>,
+    version_ttl: Duration,
 }
 
 fn unix_now() -> u64 {
@@ -87,6 +94,8 @@ impl HttpTransport {
             directory,
             key: Arc::new(key),
             audiences: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
+            version_ttl: config.version_ttl,
         })
     }
 
@@ -143,13 +152,20 @@ impl HttpTransport {
             None
         };
         let job = send_request(self.http.clone(), method, url, body, signer, json_body);
-        match tokio::runtime::Handle::try_current() {
+        let r = match tokio::runtime::Handle::try_current() {
             Ok(h) => h
                 .spawn(job)
                 .await
                 .map_err(|e| TransportError::Unreachable(format!("request task failed: {e}")))?,
             Err(_) => job.await,
+        };
+        if r.is_err() {
+            self.versions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&server);
         }
+        r
     }
 
     async fn get_json<T: DeserializeOwned>(
@@ -241,7 +257,23 @@ impl Transport for HttpTransport {
     }
 
     async fn version(&self, server: ServerId) -> Result<VersionResponse, TransportError> {
+        if let Some((at, v)) = self
+            .versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&server)
+        {
+            if at.elapsed() < self.version_ttl {
+                return Ok(v.clone());
+            }
+        }
         let v: VersionResponse = self.get_json(server, "/storage/v1/version").await?;
+        if !self.version_ttl.is_zero() {
+            self.versions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(server, (Instant::now(), v.clone()));
+        }
         self.audiences
             .lock()
             .unwrap_or_else(|p| p.into_inner())
