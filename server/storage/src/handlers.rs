@@ -36,6 +36,8 @@ use crate::store::{Advisory, StoreError, UploadMeta};
 use crate::verify::{verify_incoming, VerifyError};
 use crate::AppState;
 
+mod mutable;
+
 /// A resolved range of a held share: offset, length, share length.
 type PlannedRead = (u64, u64, u64);
 
@@ -68,6 +70,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/storage/v1/upload/{upload}/{share}", put(write))
         .route("/storage/v1/upload/{upload}/{share}/finish", post(finish))
         .route("/metrics", get(metrics))
+        .merge(mutable::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), count))
@@ -260,7 +263,7 @@ async fn version(State(st): State<AppState>) -> Response {
         server_id: st.server_id().to_owned(),
         read_only: cfg.read_only,
         accepts_immutable: !cfg.read_only,
-        accepts_mutable: false,
+        accepts_mutable: !cfg.read_only && cfg.accepts_mutable && st.inner.mutable.get().is_some(),
         capacity: Capacity {
             total_bytes: space.total,
             available_bytes: space.available,

@@ -26,6 +26,7 @@
 mod error;
 mod handlers;
 mod metrics;
+pub mod mutable;
 mod ranges;
 pub mod store;
 mod uploads;
@@ -47,6 +48,7 @@ use tokio::task::JoinSet;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use mutable::{FsMutableStore, MemoryMutableStore, MutableStore};
 pub use ranges::RangeSet;
 pub use store::{FaultPlan, FaultyStore, FsOptions, FsStore, MemoryStore, ShareStore, StoreError};
 
@@ -85,6 +87,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Largest number of open connections; more wait in the accept queue.
     pub max_connections: usize,
+    /// Accept writes of mutable shares (needs a store attached with
+    /// [`AppState::enable_mutable`]; reads of held mutable shares work either way).
+    pub accepts_mutable: bool,
 }
 
 impl Default for Config {
@@ -105,6 +110,7 @@ impl Default for Config {
             body_read_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(300),
             max_connections: 1024,
+            accepts_mutable: false,
         }
     }
 }
@@ -126,6 +132,7 @@ struct Inner {
     replay: Mutex<ReplayGuard>,
     metrics: Metrics,
     clock: WallClock,
+    mutable: std::sync::OnceLock<mutable::MutableShares>,
 }
 
 fn system_clock() -> u64 {
@@ -163,6 +170,7 @@ impl AppState {
                 replay,
                 metrics: Metrics::default(),
                 clock,
+                mutable: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -180,6 +188,15 @@ impl AppState {
     /// The share store.
     pub fn store(&self) -> &Arc<dyn ShareStore> {
         &self.inner.store
+    }
+
+    /// Attaches the store of mutable shares (once; returns `false` if one was already
+    /// attached). Until then the mutable endpoints answer 501.
+    pub fn enable_mutable(&self, store: Arc<dyn MutableStore>) -> bool {
+        self.inner
+            .mutable
+            .set(mutable::MutableShares::new(store))
+            .is_ok()
     }
 
     /// The counters.

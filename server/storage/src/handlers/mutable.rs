@@ -1,0 +1,307 @@
+//! `/storage/v1/mutable/{si}/...`: list, multi-range read and signed test-and-write of mutable
+//! shares (see `docs/spec/storage-protocol.md`, "Mutable shares").
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use lafs_proto::mutable::{
+    decode_writes, MutableWriteResponse, ShareWriteResult, WireWrite, WriteOutcome,
+};
+use lafs_proto::read::{encode_absent_header, encode_data_header, encode_preamble, ReadRequest};
+use lafs_proto::storage::{ErrorCode, SharesResponse, READ_RESPONSE_MEDIA_TYPE};
+use lafs_proto::{ShareNum, StorageIndex};
+
+use super::{
+    authenticate, blocking, json, parse_json, parse_si, path_error, read_body,
+    refuse_if_read_only, PlannedRead, JSON_LIMIT,
+};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::mutable::MutableShares;
+use crate::store::StoreError;
+use crate::AppState;
+
+/// Framing overhead allowed on top of `max_request_body` for a write request.
+const WRITE_FRAMING_ALLOWANCE: u64 = 64 * 1024;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/storage/v1/mutable/{si}/shares", get(list))
+        .route("/storage/v1/mutable/{si}/read", post(read))
+        .route("/storage/v1/mutable/{si}/write", post(write))
+}
+
+fn shares(st: &AppState) -> Result<&MutableShares, ApiError> {
+    st.inner.mutable.get().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            ErrorCode::NotImplemented,
+            "this storage server does not hold mutable shares",
+        )
+    })
+}
+
+async fn list(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(si) = path.map_err(path_error)?;
+    let si = parse_si(&si)?;
+    let m = shares(&st)?;
+    let _guard = m.lock(si).await;
+    let store = Arc::clone(&m.store);
+    let shares = blocking(move || store.list(&si))
+        .await?
+        .map_err(|e| ApiError::from_store(e, "listing mutable shares"))?;
+    Ok(json(
+        StatusCode::OK,
+        &SharesResponse {
+            storage_index: si,
+            shares,
+        },
+    ))
+}
+
+async fn read(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Path(si) = path.map_err(path_error)?;
+    let si = parse_si(&si)?;
+    let m = shares(&st)?;
+    let body = read_body(body, JSON_LIMIT).await?;
+    let req: ReadRequest = parse_json(&body)?;
+    let cfg = st.config();
+    req.validate(cfg.max_read_ranges)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // The lock makes every part of the answer come from the same version of each share.
+    let _guard = m.lock(si).await;
+    let store = Arc::clone(&m.store);
+    let held = blocking(move || store.list(&si))
+        .await?
+        .map_err(|e| ApiError::from_store(e, "listing mutable shares"))?;
+    let mut plan: Vec<(ShareNum, Option<PlannedRead>)> = Vec::new();
+    let mut total: u64 = 0;
+    for r in &req.reads {
+        let len = held.iter().find(|s| s.share == r.share).map(|s| s.length);
+        for range in &r.ranges {
+            match len {
+                None => plan.push((r.share, None)),
+                Some(share_len) => {
+                    let (off, n) = range.resolve(share_len).ok_or_else(|| {
+                        ApiError::range(format!(
+                            "range {range:?} is outside mutable share {} of {share_len} bytes",
+                            r.share
+                        ))
+                    })?;
+                    total = total.saturating_add(n);
+                    plan.push((r.share, Some((off, n, share_len))));
+                }
+            }
+        }
+    }
+    if total > cfg.max_read_bytes {
+        return Err(ApiError::bad_request(format!(
+            "request asks for {total} bytes; the limit per read request is {}",
+            cfg.max_read_bytes
+        )));
+    }
+    let store = Arc::clone(&m.store);
+    let out = blocking(move || -> Result<Vec<u8>, StoreError> {
+        let parts = u32::try_from(plan.len()).unwrap_or(u32::MAX);
+        let mut out = Vec::new();
+        out.extend_from_slice(&encode_preamble(parts));
+        for (share, p) in plan {
+            match p {
+                None => out.extend_from_slice(&encode_absent_header(share)),
+                Some((off, n, share_len)) => {
+                    let data = store.read(&si, share, off, n)?;
+                    if data.len() as u64 != n {
+                        return Err(StoreError::Io(format!(
+                            "mutable share {share} shorter than listed"
+                        )));
+                    }
+                    let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+                    out.extend_from_slice(&encode_data_header(share, off, n32, share_len));
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok(out)
+    })
+    .await?
+    .map_err(|e| ApiError::from_store(e, "reading mutable shares"))?;
+    Metrics::add(&st.metrics().bytes_out, total);
+    let mut resp = (StatusCode::OK, out).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(READ_RESPONSE_MEDIA_TYPE),
+    );
+    Ok(resp)
+}
+
+fn to_share_write(w: WireWrite) -> lafs_mutable::ShareWrite {
+    match w {
+        WireWrite::Whole { share, data } => lafs_mutable::ShareWrite::Whole {
+            share: u16::from(share.0),
+            data,
+        },
+        WireWrite::Patch {
+            share,
+            new_len,
+            patches,
+        } => lafs_mutable::ShareWrite::Patch {
+            share: u16::from(share.0),
+            new_len,
+            patches: patches
+                .into_iter()
+                .map(|p| lafs_mutable::Patch {
+                    offset: p.offset,
+                    data: p.data,
+                })
+                .collect(),
+        },
+    }
+}
+
+/// A refused write: 409 when another version is in the way (the writer must re-read), 422
+/// when the share or patch itself is invalid.
+fn refusal(e: &lafs_mutable::Error) -> ApiError {
+    use lafs_mutable::Error as E;
+    match e {
+        E::SeqnumNotHigher { .. } => ApiError::conflict(format!(
+            "{e}: another writer published this version number or a later one; re-read and retry"
+        )),
+        E::PatchWithoutStoredShare { .. } | E::StoredShareCorrupt { .. } => {
+            ApiError::conflict(format!("{e}: send the whole share instead"))
+        }
+        other => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ShareInvalid,
+            format!("mutable share refused: {other}"),
+        ),
+    }
+}
+
+/// Outcome of checking one write, before anything is stored.
+struct Checked {
+    share: ShareNum,
+    new_bytes: Option<Vec<u8>>,
+    result: ShareWriteResult,
+}
+
+fn check_all(
+    store: &dyn crate::mutable::MutableStore,
+    si: &StorageIndex,
+    writes: Vec<WireWrite>,
+) -> Result<Vec<Checked>, ApiError> {
+    let mut out = Vec::with_capacity(writes.len());
+    for w in writes {
+        let share = w.share();
+        let write = to_share_write(w);
+        let stored = store
+            .read_whole(si, share)
+            .map_err(|e| ApiError::from_store(e, "reading a mutable share"))?;
+        let verdict =
+            lafs_mutable::check_write(si, stored.as_deref(), &write).map_err(|e| refusal(&e))?;
+        out.push(match verdict {
+            lafs_mutable::Verdict::Accept {
+                seqnum, previous, ..
+            } => {
+                let mut bytes = stored.unwrap_or_default();
+                write.apply(&mut bytes).map_err(|e| refusal(&e))?;
+                Checked {
+                    share,
+                    new_bytes: Some(bytes),
+                    result: ShareWriteResult {
+                        share,
+                        outcome: WriteOutcome::Written,
+                        seqnum,
+                        previous,
+                    },
+                }
+            }
+            lafs_mutable::Verdict::AlreadyStored { seqnum } => Checked {
+                share,
+                new_bytes: None,
+                result: ShareWriteResult {
+                    share,
+                    outcome: WriteOutcome::AlreadyStored,
+                    seqnum,
+                    previous: Some(seqnum),
+                },
+            },
+        });
+    }
+    Ok(out)
+}
+
+async fn write(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Path(si_text) = path.map_err(path_error)?;
+    let si = parse_si(&si_text)?;
+    refuse_if_read_only(&st)?;
+    let m = shares(&st)?;
+    let cfg = st.config();
+    if !cfg.accepts_mutable {
+        return Err(ApiError::forbidden(
+            "this storage server does not accept mutable shares",
+        ));
+    }
+    let limit = cfg.max_request_body.saturating_add(WRITE_FRAMING_ALLOWANCE);
+    let signed = authenticate(&st, &method, &uri, &headers, body, limit).await?;
+    let writes = decode_writes(&signed.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    for w in &writes {
+        let len = match w {
+            WireWrite::Whole { data, .. } => data.len() as u64,
+            WireWrite::Patch { new_len, .. } => *new_len,
+        };
+        if len > cfg.max_share_size {
+            return Err(ApiError::too_large(format!(
+                "share {} would be {len} bytes; the limit is {}",
+                w.share(),
+                cfg.max_share_size
+            )));
+        }
+    }
+    Metrics::add(&st.metrics().bytes_in, signed.body.len() as u64);
+    // Check and store under the storage index's lock: concurrent writers are serialised, and
+    // the second one is checked against the first one's share.
+    let _guard = m.lock(si).await;
+    let store = Arc::clone(&m.store);
+    let results = blocking(move || -> Result<Vec<ShareWriteResult>, ApiError> {
+        let checked = check_all(store.as_ref(), &si, writes)?;
+        for c in &checked {
+            if let Some(bytes) = &c.new_bytes {
+                store
+                    .replace(&si, c.share, bytes)
+                    .map_err(|e| ApiError::from_store(e, "storing a mutable share"))?;
+            }
+        }
+        Ok(checked.into_iter().map(|c| c.result).collect())
+    })
+    .await?;
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => {
+            if e.code == ErrorCode::ShareInvalid {
+                Metrics::add(&st.metrics().shares_invalid, 1);
+            }
+            return Err(e);
+        }
+    };
+    Ok(json(StatusCode::OK, &MutableWriteResponse { results }))
+}
