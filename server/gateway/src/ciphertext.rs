@@ -9,8 +9,8 @@ use lafs_caps::{Cap, ImmutableVerifyCap, SelectionIndex};
 
 use crate::proof::{ciphertext_proof, ProofError};
 use crate::uri::{
-    body_stream, file_json, json_response, params_from_query, parse_cap, respond, QueryMap, Source,
-    TypeRule,
+    body_stream, etag_for, file_json, json_response, not_modified, params_from_query, parse_cap,
+    respond, QueryMap, Source, TypeRule,
 };
 use crate::{ApiError, AppState, UploadMode, UploadSpec};
 
@@ -73,6 +73,10 @@ pub(crate) async fn get_ciphertext(
         None
     };
     if t.is_empty() {
+        let etag = etag_for(&Cap::ImmutableVerify(vc), "c");
+        if let Some(resp) = not_modified(&headers, &etag) {
+            return Ok(resp);
+        }
         let source = Source::open(state.grid(), Cap::ImmutableVerify(vc)).await?;
         return respond(
             source,
@@ -80,6 +84,7 @@ pub(crate) async fn get_ciphertext(
             &headers,
             TypeRule::Fixed("application/octet-stream"),
             HeaderMap::new(),
+            Some(etag),
         )
         .await;
     }

@@ -157,7 +157,11 @@ pub(crate) async fn respond(
     headers: &HeaderMap,
     rule: TypeRule,
     mut extra: HeaderMap,
+    etag: Option<String>,
 ) -> Result<Response, ApiError> {
+    if let Some(tag) = &etag {
+        insert(&mut extra, header::ETAG, tag);
+    }
     let size = source.size();
     let decision = decide_range(headers.get(header::RANGE), size);
     let (status, start, end) = match decision {
@@ -237,6 +241,38 @@ pub(crate) async fn respond(
     Ok(resp)
 }
 
+/// `304 Not Modified` if the request's `If-None-Match` names `tag`. Immutable content never
+/// changes under its tag, so this is answered without asking the grid anything.
+pub(crate) fn not_modified(headers: &HeaderMap, tag: &str) -> Option<Response> {
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    if !matches {
+        return None;
+    }
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::NOT_MODIFIED;
+    insert(resp.headers_mut(), header::ETAG, tag);
+    Some(resp)
+}
+
+/// The entity tag of a file's representation: `kind` `p` (plaintext) or `c` (ciphertext), then
+/// the storage index (or, for a literal cap, a hash of its data). Never reveals a key.
+pub(crate) fn etag_for(cap: &Cap, kind: &str) -> String {
+    match cap.verify_cap() {
+        Some(vc) => format!("\"{kind}-{}\"", storage_index_to_text(vc.storage_index())),
+        None => {
+            let data = match cap {
+                Cap::Literal(l) => l.data(),
+                _ => &[],
+            };
+            let h = lafs_hashtree::tagged_hash("lafs/v1/gateway/literal-etag", &[data]);
+            format!("\"{kind}-l{}\"", &h.to_hex()[..32])
+        }
+    }
+}
+
 fn insert(h: &mut HeaderMap, name: header::HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
@@ -303,6 +339,10 @@ pub(crate) async fn get_cap(
             )))
         }
     }
+    let etag = etag_for(&cap, "p");
+    if let Some(resp) = not_modified(&headers, &etag) {
+        return Ok(resp);
+    }
     let source = match cap {
         Cap::Literal(_) | Cap::ImmutableRead(_) => Source::open(state.grid(), cap).await?,
         Cap::ImmutableVerify(v) => {
@@ -318,7 +358,15 @@ pub(crate) async fn get_cap(
         }
     };
     let rule = TypeRule::Guess(q.get("filename").and_then(|f| from_filename(f)));
-    respond(source, &method, &headers, rule, plaintext_headers(&q)).await
+    respond(
+        source,
+        &method,
+        &headers,
+        rule,
+        plaintext_headers(&q),
+        Some(etag),
+    )
+    .await
 }
 
 /// The `t=json` description of a file (Tahoe's `["filenode", {...}]` shape).

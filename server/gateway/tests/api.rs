@@ -585,3 +585,47 @@ async fn proof_survives_a_share_with_a_bad_ciphertext_tree() {
         r.status
     );
 }
+
+#[tokio::test]
+async fn etags_and_not_modified() {
+    let (app, _) = setup();
+    let cap = upload(&app, "", &data(3000, 9)).await;
+    let rc: ImmutableReadCap = cap.parse().unwrap();
+    let r = get(&app, &format!("/uri/{cap}"), &[]).await;
+    let tag = r.header("etag").unwrap().to_owned();
+    assert!(tag.starts_with("\"p-"), "{tag}");
+    let r = get(&app, &format!("/uri/{cap}"), &[("if-none-match", &tag)]).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert!(r.body.is_empty());
+    let r = get(
+        &app,
+        &format!("/uri/{cap}"),
+        &[("if-none-match", "\"other\"")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let c = get(&app, &format!("/ciphertext/{}", rc.verify_cap()), &[]).await;
+    let ctag = c.header("etag").unwrap();
+    assert_ne!(
+        ctag, tag,
+        "plaintext and ciphertext are different representations"
+    );
+    let lit = upload(&app, "", b"tiny").await;
+    let r = get(&app, &format!("/uri/{lit}"), &[]).await;
+    let ltag = r.header("etag").unwrap().to_owned();
+    assert!(!ltag.contains("tiny"));
+    let r = head(&app, &format!("/uri/{lit}"), &[("if-none-match", &ltag)]).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    // A cached copy is answered without asking the grid (this file is not even on it).
+    let absent = ImmutableReadCap::new(random_key().unwrap(), lafs_caps::StorageIndex([3; 32]));
+    let atag = format!(
+        "\"p-{}\"",
+        lafs_proto::ids::storage_index_to_text(absent.storage_index())
+    );
+    let r = get(&app, &format!("/uri/{absent}"), &[("if-none-match", &atag)]).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        get(&app, &format!("/uri/{absent}"), &[]).await.status,
+        StatusCode::GONE
+    );
+}
