@@ -340,11 +340,13 @@ pub(crate) async fn get_cap(
         }
     }
     let etag = etag_for(&cap, "p");
-    if let Some(resp) = not_modified(&headers, &etag) {
-        return Ok(resp);
-    }
     let source = match cap {
-        Cap::Literal(_) | Cap::ImmutableRead(_) => Source::open(state.grid(), cap).await?,
+        Cap::Literal(_) | Cap::ImmutableRead(_) => {
+            if let Some(resp) = not_modified(&headers, &etag) {
+                return Ok(resp);
+            }
+            Source::open(state.grid(), cap).await?
+        }
         Cap::ImmutableVerify(v) => {
             return Err(ApiError::bad_request(format!(
                 "a verifycap cannot read the file's plaintext; GET /ciphertext/{v} gives its \
