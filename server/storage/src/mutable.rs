@@ -33,7 +33,8 @@ pub trait MutableStore: Send + Sync + 'static {
     fn list(&self, si: &StorageIndex) -> Result<Vec<ShareInfo>, StoreError>;
 
     /// The whole share, or `None` if not held.
-    fn read_whole(&self, si: &StorageIndex, share: ShareNum) -> Result<Option<Vec<u8>>, StoreError>;
+    fn read_whole(&self, si: &StorageIndex, share: ShareNum)
+        -> Result<Option<Vec<u8>>, StoreError>;
 
     /// `len` bytes at `offset` (fewer only at the share's end).
     fn read(
@@ -97,7 +98,11 @@ impl MutableStore for FsMutableStore {
         Ok(out)
     }
 
-    fn read_whole(&self, si: &StorageIndex, share: ShareNum) -> Result<Option<Vec<u8>>, StoreError> {
+    fn read_whole(
+        &self,
+        si: &StorageIndex,
+        share: ShareNum,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         match fs::read(self.dir(si).join(share.to_string())) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -174,7 +179,11 @@ impl MutableStore for MemoryMutableStore {
             .collect())
     }
 
-    fn read_whole(&self, si: &StorageIndex, share: ShareNum) -> Result<Option<Vec<u8>>, StoreError> {
+    fn read_whole(
+        &self,
+        si: &StorageIndex,
+        share: ShareNum,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.map().get(&(*si, share)).cloned())
     }
 
@@ -278,10 +287,7 @@ mod tests {
                 }
             ]
         );
-        assert_eq!(
-            s.read_whole(&si, ShareNum(1)).unwrap().unwrap(),
-            b"world!"
-        );
+        assert_eq!(s.read_whole(&si, ShareNum(1)).unwrap().unwrap(), b"world!");
         assert_eq!(s.read(&si, ShareNum(1), 2, 10).unwrap(), b"rld!");
         assert!(s.list(&StorageIndex([4; 32])).unwrap().is_empty());
     }

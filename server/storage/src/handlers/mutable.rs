@@ -18,8 +18,8 @@ use lafs_proto::storage::{ErrorCode, SharesResponse, READ_RESPONSE_MEDIA_TYPE};
 use lafs_proto::{ShareNum, StorageIndex};
 
 use super::{
-    authenticate, blocking, json, parse_json, parse_si, path_error, read_body,
-    refuse_if_read_only, PlannedRead, JSON_LIMIT,
+    authenticate, blocking, json, parse_json, parse_si, path_error, read_body, refuse_if_read_only,
+    PlannedRead, JSON_LIMIT,
 };
 use crate::error::ApiError;
 use crate::metrics::Metrics;
