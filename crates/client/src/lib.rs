@@ -40,6 +40,7 @@
 mod check;
 mod discover;
 mod download;
+mod mutable;
 pub mod placement;
 pub mod sim;
 mod transport;
@@ -51,9 +52,11 @@ use lafs_codec::Params;
 
 pub use check::{CheckReport, CopyStatus, ShareCopy};
 pub use download::Download;
+pub use mutable::{Located, MutableContents};
 pub use placement::ServerId;
 pub use transport::{
-    parse_read_response, BoxFut, MaybeSendSync, ReadPiece, Spawn, Transport, TransportError,
+    mutable_unsupported, parse_read_response, BoxFut, MaybeSendSync, ReadPiece, Spawn, Transport,
+    TransportError,
 };
 pub use upload::{Upload, UploadOptions, UploadProgress, UploadResult};
 
@@ -122,6 +125,27 @@ pub enum Error {
     /// The operating system's random number generator failed.
     #[error("random number generator failed")]
     Random,
+    /// The mutable file format refused (bad share, bad signature, bad range...).
+    #[error("{0}")]
+    Mutable(#[from] lafs_mutable::Error),
+    /// Another writer published a version concurrently (a server holds an equal or higher
+    /// sequence number, or two different versions carry one). Nothing was lost silently:
+    /// re-read, merge the intended change, publish again.
+    #[error("uncoordinated write detected at sequence number {seqnum}: {detail}")]
+    UncoordinatedWrite {
+        /// The contested sequence number.
+        seqnum: u64,
+        /// What was seen.
+        detail: String,
+    },
+    /// A server failed to store a mutable share (other than a seqnum conflict).
+    #[error("mutable write to server {server} failed: {error}")]
+    MutableWrite {
+        /// The server.
+        server: String,
+        /// Its answer.
+        error: TransportError,
+    },
     /// The operation was used out of order (e.g. write after finish).
     #[error("invalid state: {0}")]
     InvalidState(&'static str),

@@ -25,6 +25,8 @@ use lafs_proto::{ReadRequest, ShareNum, StorageIndex, UploadId};
 use crate::transport::{ReadPiece, Transport, TransportError};
 use crate::ServerId;
 
+mod mutable;
+
 /// Behaviour switches of one simulated server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Knobs {
@@ -91,6 +93,7 @@ struct State {
     counters: Counters,
     requests: u64,
     shares: BTreeMap<(StorageIndex, u16), Vec<u8>>,
+    mutable: BTreeMap<(StorageIndex, u16), Vec<u8>>,
     uploads: BTreeMap<UploadId, UploadSession>,
     advisories: Vec<Advisory>,
     rng: fastrand::Rng,
@@ -173,6 +176,7 @@ impl SimGrid {
                         counters: Counters::default(),
                         requests: 0,
                         shares: BTreeMap::new(),
+                        mutable: BTreeMap::new(),
                         uploads: BTreeMap::new(),
                         advisories: Vec::new(),
                         rng: fastrand::Rng::with_seed(seed ^ (i as u64 + 1)),
@@ -296,6 +300,32 @@ impl Transport for SimGrid {
         self.servers.iter().map(|s| s.id).collect()
     }
 
+    async fn mutable_list(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+    ) -> Result<Vec<ShareInfo>, TransportError> {
+        self.find(server)?.mutable_list(si)
+    }
+
+    async fn mutable_read(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+        req: ReadRequest,
+    ) -> Result<Vec<ReadPiece>, TransportError> {
+        self.find(server)?.mutable_read(si, &req)
+    }
+
+    async fn mutable_write(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+        writes: Vec<lafs_proto::mutable::WireWrite>,
+    ) -> Result<lafs_proto::mutable::MutableWriteResponse, TransportError> {
+        self.find(server)?.mutable_write(si, writes)
+    }
+
     async fn version(&self, server: ServerId) -> Result<VersionResponse, TransportError> {
         let mut st = self.find(server)?.enter()?;
         st.counters.version += 1;
@@ -306,7 +336,7 @@ impl Transport for SimGrid {
             server_id: server.to_string(),
             read_only: st.knobs.read_only,
             accepts_immutable: !st.knobs.read_only,
-            accepts_mutable: false,
+            accepts_mutable: !st.knobs.read_only,
             capacity: Capacity {
                 total_bytes: 1 << 40,
                 available_bytes: available,

@@ -11,6 +11,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use lafs_proto::mutable::{MutableWriteResponse, WireWrite};
 use lafs_proto::read::{decode_response, PartContent};
 use lafs_proto::storage::{
     AllocateRequest, AllocateResponse, ErrorCode, FinishRequest, FinishResponse, ShareInfo,
@@ -179,6 +180,51 @@ pub trait Transport: MaybeSendSync {
         share: ShareNum,
         reason: String,
     ) -> Result<(), TransportError>;
+
+    /// `GET /storage/v1/mutable/{si}/shares`: the mutable shares held (empty if none). The
+    /// default answers 501 (a transport without mutable support).
+    async fn mutable_list(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+    ) -> Result<Vec<ShareInfo>, TransportError> {
+        let _ = (server, si);
+        Err(mutable_unsupported())
+    }
+
+    /// `POST /storage/v1/mutable/{si}/read`: several ranges of several mutable shares, one
+    /// request, pieces in request order. The default answers 501.
+    async fn mutable_read(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+        req: ReadRequest,
+    ) -> Result<Vec<ReadPiece>, TransportError> {
+        let _ = (server, si, req);
+        Err(mutable_unsupported())
+    }
+
+    /// `POST /storage/v1/mutable/{si}/write` (signed): test-and-write of mutable shares, all
+    /// or nothing. A 409 means a stored share has an equal or higher seqnum. The default
+    /// answers 501.
+    async fn mutable_write(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+        writes: Vec<WireWrite>,
+    ) -> Result<MutableWriteResponse, TransportError> {
+        let _ = (server, si, writes);
+        Err(mutable_unsupported())
+    }
+}
+
+/// The error of a transport that does not implement the mutable endpoints.
+pub fn mutable_unsupported() -> TransportError {
+    TransportError::Status {
+        status: 501,
+        code: ErrorCode::NotImplemented,
+        message: "this transport does not support mutable shares".into(),
+    }
 }
 
 /// A boxed `'static` future: `Send` natively, local on `wasm32`.

@@ -1,0 +1,423 @@
+//! Mutable files on the grid: create, read the latest version, overwrite, modify a byte range,
+//! append. Formats and rules: `docs/spec/mutable.md`; server side: the mutable endpoints of
+//! `docs/spec/storage-protocol.md`.
+//!
+//! * **Locate**: every known server is asked which shares it holds of the storage index, then
+//!   for the first 420 bytes (header and chain) of each, in one request per server, all servers
+//!   at once.
+//! * **Read**: `select_latest` picks the highest seqnum with at least k agreeing, validly signed
+//!   shares; the shares of that version are fetched from the servers holding them and verified
+//!   by `VersionReader`.
+//! * **Publish**: a new version is encoded with seqnum = (highest seqnum seen anywhere) + 1 and
+//!   sent as whole shares: each share to every server already holding that share number (so
+//!   old copies are replaced), new share numbers round-robin over the accepting servers in
+//!   the storage index's permuted order. Each server applies its part all or nothing.
+//! * **Concurrent writers**: a server refusing a write because it holds an equal or higher
+//!   seqnum (409), or two different versions with one seqnum, is
+//!   [`Error::UncoordinatedWrite`]: never silent loss. Recovery: read again, merge, publish.
+//! * **Modify a range / append** read the latest version, splice, and publish it whole (the
+//!   format's in-place patch publishing is not used by this client yet).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::future::join_all;
+use lafs_caps::{MutableReadCap, MutableWriteCap, SelectionIndex, StorageIndex};
+use lafs_mutable::{
+    encode_version, new_seed, select_latest, FetchedShare, OsEntropy, ReadKeys, ShareWrite,
+    SignedHeader, VersionInfo, VersionReader, WriteKeys, MAX_PREFIX_LEN,
+};
+use lafs_proto::mutable::WireWrite;
+use lafs_proto::storage::ErrorCode;
+use lafs_proto::{ReadRange, ReadRequest, ShareNum, ShareRead};
+
+use crate::placement::permuted_servers;
+use crate::transport::{ReadPiece, TransportError};
+use crate::{Client, Error, ServerId};
+
+/// Where the shares of a mutable file are, and what versions they hold.
+#[derive(Debug, Clone, Default)]
+pub struct Located {
+    /// Servers asked.
+    pub queried: usize,
+    /// Servers that answered.
+    pub reachable: usize,
+    /// Validly signed headers found: (server, header).
+    pub headers: Vec<(ServerId, SignedHeader)>,
+    /// Highest seqnum of any validly signed share seen (0 if none).
+    pub max_seqnum: u64,
+}
+
+impl Located {
+    fn holders(&self) -> BTreeMap<u16, BTreeSet<ServerId>> {
+        let mut m: BTreeMap<u16, BTreeSet<ServerId>> = BTreeMap::new();
+        for (s, h) in &self.headers {
+            m.entry(h.share).or_default().insert(*s);
+        }
+        m
+    }
+}
+
+/// A version read from the grid.
+#[derive(Debug, Clone)]
+pub struct MutableContents {
+    /// Its sequence number.
+    pub seqnum: u64,
+    /// The plaintext.
+    pub data: Vec<u8>,
+    /// Where the shares are (for a following publish).
+    pub located: Located,
+}
+
+fn ssi_of(si: &StorageIndex) -> SelectionIndex {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&si.0[..16]);
+    SelectionIndex(b)
+}
+
+fn wire(w: ShareWrite) -> Result<WireWrite, Error> {
+    let share = |s: u16| {
+        u8::try_from(s)
+            .map(ShareNum)
+            .map_err(|_| Error::BadParams("share number above 255"))
+    };
+    Ok(match w {
+        ShareWrite::Whole { share: s, data } => WireWrite::Whole {
+            share: share(s)?,
+            data,
+        },
+        ShareWrite::Patch {
+            share: s,
+            new_len,
+            patches,
+        } => WireWrite::Patch {
+            share: share(s)?,
+            new_len,
+            patches: patches
+                .into_iter()
+                .map(|p| lafs_proto::mutable::WirePatch {
+                    offset: p.offset,
+                    data: p.data,
+                })
+                .collect(),
+        },
+    })
+}
+
+fn uncoordinated(seqnum: u64, detail: impl Into<String>) -> Error {
+    Error::UncoordinatedWrite {
+        seqnum,
+        detail: detail.into(),
+    }
+}
+
+impl Client {
+    /// Asks every server which shares of `si` it holds and reads their headers. Headers that
+    /// do not verify against `keys`' public key are ignored.
+    pub async fn mutable_locate(&self, keys: &ReadKeys) -> Result<Located, Error> {
+        let si = keys.public_key().storage_index();
+        let servers = self.transport.servers();
+        if servers.is_empty() {
+            return Err(Error::NoServers);
+        }
+        let t = &self.transport;
+        let answers = join_all(servers.iter().map(|&server| async move {
+            let held = t.mutable_list(server, si).await?;
+            if held.is_empty() {
+                return Ok::<_, TransportError>((server, Vec::new()));
+            }
+            let reads = held
+                .iter()
+                .map(|h| ShareRead {
+                    share: h.share,
+                    ranges: vec![ReadRange::Span {
+                        offset: 0,
+                        length: MAX_PREFIX_LEN,
+                    }],
+                })
+                .collect();
+            let pieces = t.mutable_read(server, si, ReadRequest { reads }).await?;
+            Ok((server, pieces))
+        }))
+        .await;
+        let mut located = Located {
+            queried: servers.len(),
+            ..Located::default()
+        };
+        for a in answers {
+            let Ok((server, pieces)) = a else { continue };
+            located.reachable += 1;
+            for p in pieces {
+                if let ReadPiece::Data { share, data, .. } = p {
+                    let Ok(h) = SignedHeader::parse(share, &data) else {
+                        continue;
+                    };
+                    if h.verify_for(keys.public_key()).is_ok() {
+                        located.max_seqnum = located.max_seqnum.max(h.info.seqnum);
+                        located.headers.push((server, h));
+                    }
+                }
+            }
+        }
+        Ok(located)
+    }
+
+    /// Reads the latest recoverable version (highest seqnum with at least k agreeing shares).
+    /// Two different versions with one seqnum at or above it are
+    /// [`Error::UncoordinatedWrite`].
+    pub async fn mutable_read_latest(&self, keys: &ReadKeys) -> Result<MutableContents, Error> {
+        let located = self.mutable_locate(keys).await?;
+        if located.headers.is_empty() {
+            return Err(Error::NotFound {
+                queried: located.queried,
+                reachable: located.reachable,
+            });
+        }
+        let headers: Vec<SignedHeader> = located.headers.iter().map(|(_, h)| *h).collect();
+        let selected = select_latest(keys.public_key(), &headers).map_err(|e| match e {
+            lafs_mutable::Error::UncoordinatedWrite { seqnum } => uncoordinated(
+                seqnum,
+                "two different versions carry the same sequence number",
+            ),
+            other => Error::Mutable(other),
+        })?;
+        let info = selected.info;
+        let reader = VersionReader::new(info, keys.public_key(), keys.content_key().clone())?;
+        let segments = reader.segments_for(0..info.file_size)?;
+        let ranges = reader.ranges(segments)?;
+        let data = self
+            .mutable_fetch(keys, &located, &info, &reader, &ranges)
+            .await?;
+        Ok(MutableContents {
+            seqnum: info.seqnum,
+            data,
+            located,
+        })
+    }
+
+    async fn mutable_fetch(
+        &self,
+        keys: &ReadKeys,
+        located: &Located,
+        info: &VersionInfo,
+        reader: &VersionReader,
+        ranges: &[core::ops::Range<u64>],
+    ) -> Result<Vec<u8>, Error> {
+        let si = keys.public_key().storage_index();
+        // One holder per share of this version, the requests grouped by server.
+        let mut by_server: BTreeMap<ServerId, Vec<u16>> = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        for (server, h) in &located.headers {
+            if h.info == *info && seen.insert(h.share) {
+                by_server.entry(*server).or_default().push(h.share);
+            }
+        }
+        let t = &self.transport;
+        let answers = join_all(by_server.iter().map(|(&server, shares)| async move {
+            let reads = shares
+                .iter()
+                .filter_map(|&s| u8::try_from(s).ok())
+                .map(|s| ShareRead {
+                    share: ShareNum(s),
+                    ranges: ranges
+                        .iter()
+                        .filter(|r| r.end > r.start)
+                        .map(|r| ReadRange::Span {
+                            offset: r.start,
+                            length: r.end - r.start,
+                        })
+                        .collect(),
+                })
+                .filter(|r| !r.ranges.is_empty())
+                .collect::<Vec<_>>();
+            if reads.is_empty() {
+                return Ok(Vec::new());
+            }
+            t.mutable_read(server, si, ReadRequest { reads }).await
+        }))
+        .await;
+        let mut fetched: BTreeMap<u16, FetchedShare> = BTreeMap::new();
+        for a in answers.into_iter().flatten() {
+            for p in a {
+                if let ReadPiece::Data {
+                    share,
+                    offset,
+                    data,
+                    ..
+                } = p
+                {
+                    fetched.entry(share).or_default().add(offset, data.to_vec());
+                }
+            }
+        }
+        if ranges.iter().all(|r| r.end <= r.start) {
+            // Nothing to fetch beyond the headers (cannot happen for valid layouts, but an
+            // empty map would be reported as missing shares).
+            for (_, h) in &located.headers {
+                fetched.entry(h.share).or_default();
+            }
+        }
+        Ok(reader.read(0..info.file_size, &fetched)?.plaintext)
+    }
+
+    /// Encodes `data` as version `seqnum` and stores it (see the module docs for placement).
+    /// Returns the seqnum. A server refusing with 409 is [`Error::UncoordinatedWrite`].
+    pub async fn mutable_publish(
+        &self,
+        keys: &WriteKeys,
+        seqnum: u64,
+        data: &[u8],
+        located: &Located,
+    ) -> Result<u64, Error> {
+        let si = keys.storage_index();
+        let params = self.config.params;
+        let encoded = encode_version(keys, params, seqnum, data, &mut OsEntropy)?;
+        let servers = self.transport.servers();
+        if servers.is_empty() {
+            return Err(Error::NoServers);
+        }
+        let order = permuted_servers(&ssi_of(&si), &servers);
+        // Servers that accept mutable shares, in permuted order.
+        let t = &self.transport;
+        let versions = join_all(
+            order
+                .iter()
+                .map(|&s| async move { (s, t.version(s).await) }),
+        )
+        .await;
+        let accepting: Vec<ServerId> = versions
+            .into_iter()
+            .filter_map(|(s, v)| match v {
+                Ok(v) if v.accepts_mutable && !v.read_only => Some(s),
+                _ => None,
+            })
+            .collect();
+        let holders = located.holders();
+        let mut plan: BTreeMap<ServerId, Vec<WireWrite>> = BTreeMap::new();
+        let mut next = 0usize;
+        for w in encoded.writes() {
+            let share = w.share();
+            let mut targets: Vec<ServerId> = holders
+                .get(&share)
+                .map(|h| h.iter().copied().collect())
+                .unwrap_or_default();
+            if targets.is_empty() {
+                if accepting.is_empty() {
+                    return Err(Error::NotHappy {
+                        queried: servers.len(),
+                        reachable: 0,
+                        accepting: 0,
+                        achieved: 0,
+                        needed: 1,
+                    });
+                }
+                targets.push(accepting[next % accepting.len()]);
+                next += 1;
+            }
+            for s in targets {
+                plan.entry(s).or_default().push(wire(w.clone())?);
+            }
+        }
+        let results = join_all(plan.into_iter().map(|(server, writes)| async move {
+            (server, t.mutable_write(server, si, writes).await)
+        }))
+        .await;
+        let mut first_error = None;
+        for (server, r) in results {
+            match r {
+                Ok(_) => {}
+                Err(TransportError::Status {
+                    code: ErrorCode::Conflict,
+                    message,
+                    ..
+                }) => {
+                    return Err(uncoordinated(
+                        seqnum,
+                        format!("server {server} refused version {seqnum}: {message}"),
+                    ))
+                }
+                Err(e) => {
+                    first_error.get_or_insert(Error::MutableWrite {
+                        server: server.to_string(),
+                        error: e,
+                    });
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(seqnum),
+        }
+    }
+
+    /// Creates a mutable file holding `data` (version 1) and returns its writecap.
+    pub async fn create_mutable(&self, data: &[u8]) -> Result<MutableWriteCap, Error> {
+        let cap = MutableWriteCap::new(new_seed(&mut OsEntropy)?);
+        let keys = WriteKeys::for_file(&cap);
+        self.mutable_publish(&keys, 1, data, &Located::default())
+            .await?;
+        Ok(cap)
+    }
+
+    /// Reads the latest version of a mutable file.
+    pub async fn read_mutable(&self, cap: &MutableReadCap) -> Result<MutableContents, Error> {
+        self.mutable_read_latest(&ReadKeys::for_file(cap)).await
+    }
+
+    /// Replaces the contents with `data`: a new version with seqnum = highest seen + 1.
+    /// Returns the new seqnum.
+    pub async fn overwrite_mutable(
+        &self,
+        cap: &MutableWriteCap,
+        data: &[u8],
+    ) -> Result<u64, Error> {
+        let keys = WriteKeys::for_file(cap);
+        let located = self.mutable_locate(&keys.read_keys()).await?;
+        if located.headers.is_empty() {
+            return Err(Error::NotFound {
+                queried: located.queried,
+                reachable: located.reachable,
+            });
+        }
+        let seqnum = located.max_seqnum.saturating_add(1);
+        self.mutable_publish(&keys, seqnum, data, &located).await
+    }
+
+    /// Writes `data` at `offset` (at most the current size; `offset = size` appends), keeping
+    /// the other bytes. Returns the new seqnum. A concurrent write by another writer is
+    /// reported as [`Error::UncoordinatedWrite`] (by the read or by the servers).
+    pub async fn write_mutable_at(
+        &self,
+        cap: &MutableWriteCap,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64, Error> {
+        let keys = WriteKeys::for_file(cap);
+        let current = self.mutable_read_latest(&keys.read_keys()).await?;
+        let mut contents = current.data;
+        let start = usize::try_from(offset).map_err(|_| Error::BadParams("offset too large"))?;
+        if start > contents.len() {
+            return Err(Error::BadParams("offset is past the end of the file"));
+        }
+        let end = start
+            .checked_add(data.len())
+            .ok_or(Error::BadParams("offset too large"))?;
+        if end > contents.len() {
+            contents.resize(end, 0);
+        }
+        contents[start..end].copy_from_slice(data);
+        let seqnum = current.located.max_seqnum.saturating_add(1);
+        self.mutable_publish(&keys, seqnum, &contents, &current.located)
+            .await
+    }
+
+    /// Appends `data`. Returns the new seqnum.
+    pub async fn append_mutable(&self, cap: &MutableWriteCap, data: &[u8]) -> Result<u64, Error> {
+        let keys = WriteKeys::for_file(cap);
+        let current = self.mutable_read_latest(&keys.read_keys()).await?;
+        let mut contents = current.data;
+        contents.extend_from_slice(data);
+        let seqnum = current.located.max_seqnum.saturating_add(1);
+        self.mutable_publish(&keys, seqnum, &contents, &current.located)
+            .await
+    }
+}

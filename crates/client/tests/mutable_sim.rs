@@ -1,0 +1,170 @@
+//! Mutable files on the simulated grid: create, read, overwrite, modify, append; a readcap
+//! holder cannot write; concurrent writers are detected; read-only and dead servers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use futures::executor::block_on;
+use lafs_caps::MutableWriteCap;
+use lafs_client::{sim::SimGrid, Client, ClientConfig, Error, Transport, TransportError};
+use lafs_codec::Params;
+use lafs_mutable::{encode_version, ContentKey, OsEntropy, WriteKeys};
+use lafs_proto::mutable::WireWrite;
+use lafs_proto::ShareNum;
+
+fn client(grid: &Arc<SimGrid>) -> Client {
+    Client::new(
+        grid.clone(),
+        ClientConfig {
+            params: Params::new(3, 10, 4096).unwrap(),
+            ..ClientConfig::default()
+        },
+    )
+}
+
+#[test]
+fn create_read_overwrite_modify_append() {
+    let grid = Arc::new(SimGrid::new(10, 1));
+    let c = client(&grid);
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7) as u8).collect();
+    let cap = block_on(c.create_mutable(&data)).unwrap();
+    let rc = cap.read_cap();
+    let got = block_on(c.read_mutable(&rc)).unwrap();
+    assert_eq!((got.seqnum, got.data.as_slice()), (1, data.as_slice()));
+    // One share per server (10 servers, N = 10).
+    assert_eq!(got.located.headers.len(), 10);
+
+    assert_eq!(block_on(c.overwrite_mutable(&cap, b"short")).unwrap(), 2);
+    assert_eq!(block_on(c.read_mutable(&rc)).unwrap().data, b"short");
+    assert_eq!(block_on(c.write_mutable_at(&cap, 1, b"HO")).unwrap(), 3);
+    assert_eq!(block_on(c.read_mutable(&rc)).unwrap().data, b"sHOrt");
+    assert_eq!(block_on(c.append_mutable(&cap, b"!!")).unwrap(), 4);
+    assert_eq!(block_on(c.write_mutable_at(&cap, 6, b"xyz")).unwrap(), 5);
+    let got = block_on(c.read_mutable(&rc)).unwrap();
+    assert_eq!(
+        (got.seqnum, got.data.as_slice()),
+        (5, b"sHOrt!xyz".as_slice())
+    );
+    assert!(matches!(
+        block_on(c.write_mutable_at(&cap, 100, b"x")),
+        Err(Error::BadParams(_))
+    ));
+    // An empty file.
+    let empty = block_on(c.create_mutable(b"")).unwrap();
+    assert!(block_on(c.read_mutable(&empty.read_cap()))
+        .unwrap()
+        .data
+        .is_empty());
+}
+
+#[test]
+fn survives_dead_servers_and_reports_missing_files() {
+    let grid = Arc::new(SimGrid::new(10, 2));
+    let c = client(&grid);
+    let cap = block_on(c.create_mutable(b"hello mutable")).unwrap();
+    for i in 0..7 {
+        grid.set_knobs(i, |k| k.dead = true);
+    }
+    assert_eq!(
+        block_on(c.read_mutable(&cap.read_cap())).unwrap().data,
+        b"hello mutable"
+    );
+    let other = MutableWriteCap::new(lafs_mutable::new_seed(&mut OsEntropy).unwrap());
+    assert!(matches!(
+        block_on(c.read_mutable(&other.read_cap())),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn readcap_holder_cannot_write() {
+    let grid = Arc::new(SimGrid::new(5, 3));
+    let c = client(&grid);
+    let cap = block_on(c.create_mutable(b"original")).unwrap();
+    let rc = cap.read_cap();
+    // The readcap gives the content key and the public key, not the seed: the best a holder
+    // can do is sign with some other key under this storage index.
+    let forger = WriteKeys::from_parts(
+        lafs_mutable::new_seed(&mut OsEntropy).unwrap(),
+        ContentKey::for_file(rc.read_key()),
+    );
+    let v = encode_version(
+        &forger,
+        Params::new(3, 10, 4096).unwrap(),
+        99,
+        b"forged",
+        &mut OsEntropy,
+    )
+    .unwrap();
+    let si = rc.storage_index();
+    for server in grid.servers() {
+        let writes: Vec<WireWrite> = v
+            .writes()
+            .into_iter()
+            .map(|w| match w {
+                lafs_mutable::ShareWrite::Whole { share, data } => WireWrite::Whole {
+                    share: ShareNum(share as u8),
+                    data,
+                },
+                _ => unreachable!(),
+            })
+            .collect();
+        let r = block_on(grid.mutable_write(server, si, writes));
+        assert!(
+            matches!(r, Err(TransportError::Status { status: 422, .. })),
+            "{r:?}"
+        );
+    }
+    assert_eq!(block_on(c.read_mutable(&rc)).unwrap().data, b"original");
+}
+
+#[test]
+fn concurrent_writers_are_detected() {
+    let grid = Arc::new(SimGrid::new(10, 4));
+    let a = client(&grid);
+    let b = client(&grid);
+    let cap = block_on(a.create_mutable(b"base")).unwrap();
+    let keys = WriteKeys::for_file(&cap);
+    // Both read version 1, both publish version 2.
+    let ra = block_on(a.mutable_read_latest(&keys.read_keys())).unwrap();
+    let rb = block_on(b.mutable_read_latest(&keys.read_keys())).unwrap();
+    assert_eq!(
+        block_on(a.mutable_publish(&keys, 2, b"from a", &ra.located)).unwrap(),
+        2
+    );
+    let err = block_on(b.mutable_publish(&keys, 2, b"from b", &rb.located)).unwrap_err();
+    assert!(
+        matches!(err, Error::UncoordinatedWrite { seqnum: 2, .. }),
+        "{err}"
+    );
+    // The winner's version is intact and readable.
+    assert_eq!(
+        block_on(b.read_mutable(&cap.read_cap())).unwrap().data,
+        b"from a"
+    );
+    // A stale read-modify-write is detected too.
+    let stale = rb.located;
+    let err = block_on(b.mutable_publish(&keys, stale.max_seqnum + 1, b"x", &stale)).unwrap_err();
+    assert!(matches!(err, Error::UncoordinatedWrite { .. }));
+    // Recovery: re-read and publish on top.
+    assert_eq!(block_on(b.append_mutable(&cap, b" + b")).unwrap(), 3);
+    assert_eq!(
+        block_on(a.read_mutable(&cap.read_cap())).unwrap().data,
+        b"from a + b"
+    );
+}
+
+#[test]
+fn read_only_servers_get_no_new_shares() {
+    let grid = Arc::new(SimGrid::new(4, 5));
+    for i in 0..3 {
+        grid.set_knobs(i, |k| k.read_only = true);
+    }
+    let c = client(&grid);
+    let cap = block_on(c.create_mutable(b"all on one")).unwrap();
+    let got = block_on(c.read_mutable(&cap.read_cap())).unwrap();
+    let servers: std::collections::BTreeSet<_> =
+        got.located.headers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(got.data, b"all on one");
+}
