@@ -8,7 +8,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use lafs_proto::read::ReadRange;
 use lafs_proto::{ReadRequest, ShareRead, StorageIndex};
 
-use crate::transport::{boxed, ReadPiece, Transport, TransportError};
+use crate::transport::{boxed, BoxFut, ReadPiece, Transport, TransportError};
 use crate::ServerId;
 
 /// One share copy found on a server.
@@ -36,7 +36,22 @@ pub(crate) async fn discover(
     servers: &[ServerId],
     suffix_len: u64,
 ) -> Vec<Found> {
-    let mut pending = FuturesUnordered::new();
+    let mut pending = start(transport, si, servers, suffix_len);
+    let mut out = Vec::with_capacity(servers.len());
+    while let Some(found) = pending.next().await {
+        out.push(found);
+    }
+    out
+}
+
+/// The questions of [`discover`], in flight; answers come out in completion order.
+pub(crate) fn start(
+    transport: &Arc<dyn Transport>,
+    si: StorageIndex,
+    servers: &[ServerId],
+    suffix_len: u64,
+) -> FuturesUnordered<BoxFut<Found>> {
+    let pending = FuturesUnordered::new();
     for &server in servers {
         let t = Arc::clone(transport);
         pending.push(boxed(async move {
@@ -44,11 +59,7 @@ pub(crate) async fn discover(
             Found { server, result }
         }));
     }
-    let mut out = Vec::with_capacity(servers.len());
-    while let Some(found) = pending.next().await {
-        out.push(found);
-    }
-    out
+    pending
 }
 
 async fn ask(

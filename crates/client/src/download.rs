@@ -12,7 +12,7 @@ use lafs_codec::{Decoder, SharePart};
 use lafs_proto::read::ReadRange;
 use lafs_proto::{ReadRequest, ShareRead};
 
-use crate::discover::discover;
+use crate::discover;
 use crate::placement::permuted_servers;
 use crate::transport::{boxed, wire_share, BoxFut, ReadPiece, Transport, TransportError};
 use crate::{Client, Error, ServerId};
@@ -91,7 +91,7 @@ impl Client {
         if servers.is_empty() {
             return Err(Error::NoServers);
         }
-        let found = discover(&self.transport, si, &servers, self.config.suffix_len).await;
+        let mut pending = discover::start(&self.transport, si, &servers, self.config.suffix_len);
         let mut shared = Shared {
             holders: BTreeMap::new(),
             suffixes: BTreeMap::new(),
@@ -102,7 +102,18 @@ impl Client {
         let mut probe = new_decoder(&key);
         let mut reachable = 0;
         let mut corrupt = Vec::new();
-        for f in &found {
+        // Answers are taken as they come; once k distinct shares are known, stragglers get
+        // `straggler_grace` more (timed by the transport) and are then left behind.
+        let mut grace: Option<BoxFut<()>> = None;
+        loop {
+            let next = match grace.as_mut() {
+                None => pending.next().await,
+                Some(timer) => match futures::future::select(pending.next(), timer).await {
+                    futures::future::Either::Left((x, _)) => x,
+                    futures::future::Either::Right(_) => break,
+                },
+            };
+            let Some(f) = next else { break };
             let Ok(shares) = &f.result else {
                 shared.dead.insert(f.server);
                 continue;
@@ -126,7 +137,15 @@ impl Client {
                     Err(e) => corrupt.push((f.server, s.share, e.to_string())),
                 }
             }
+            if grace.is_none()
+                && probe
+                    .ueb()
+                    .is_some_and(|u| probe.usable_shares().count() >= usize::from(u.params.k()))
+            {
+                grace = Some(self.transport.sleep(self.config.straggler_grace));
+            }
         }
+        drop(pending);
         let ctx = Ctx {
             transport: Arc::clone(&self.transport),
             si,

@@ -167,6 +167,10 @@ pub struct ClientConfig {
     /// Writes to one share are merged until they reach this many bytes (small files: one
     /// write per share).
     pub write_chunk: usize,
+    /// Once `open` knows k distinct shares, how much longer it waits for the other servers'
+    /// first answers (holders found later serve as fail-over). Timed by
+    /// [`Transport::sleep`]; a transport without timers waits for every answer.
+    pub straggler_grace: core::time::Duration,
     /// Where downloads run their pipelined segment fetches (verification and decoding);
     /// `None`: on the reading task.
     pub spawner: Option<Spawner>,
@@ -190,6 +194,7 @@ impl Default for ClientConfig {
             suffix_len: 4096,
             pipeline_depth: 2,
             write_chunk: 1 << 20,
+            straggler_grace: core::time::Duration::from_millis(500),
             spawner: None,
         }
     }

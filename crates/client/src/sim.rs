@@ -9,7 +9,9 @@
 //!
 //! Knobs ([`Knobs`]): `dead` (every request fails as unreachable), `read_only`, `full`,
 //! `fail_after` (the server dies after that many requests), `lying` (every byte range it
-//! returns has one byte flipped, at a position drawn from the seeded RNG).
+//! returns has one byte flipped, at a position drawn from the seeded RNG), `hang` (requests
+//! never complete; the simulated [`Transport::sleep`] fires at once, so a download gives up on
+//! it as soon as it has k shares).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -40,6 +42,8 @@ pub struct Knobs {
     pub fail_after: Option<u64>,
     /// Flips one byte of every range it returns.
     pub lying: bool,
+    /// Never answers (every request stays pending forever).
+    pub hang: bool,
 }
 
 /// Requests a simulated server has answered, by kind.
@@ -116,6 +120,9 @@ impl SimServer {
     /// Counts a request and applies `dead` / `fail_after`.
     fn enter(&self) -> Result<MutexGuard<'_, State>, TransportError> {
         let mut st = self.lock();
+        if st.knobs.hang {
+            return Err(TransportError::Timeout);
+        }
         if st.knobs.dead {
             return Err(TransportError::Unreachable(
                 "simulated server is down".into(),
@@ -291,6 +298,14 @@ impl SimGrid {
             .find(|s| s.id == id)
             .ok_or_else(|| TransportError::Unreachable("unknown server".into()))
     }
+
+    /// Stays pending forever if the server hangs.
+    async fn gate(&self, id: ServerId) {
+        let hang = self.find(id).is_ok_and(|s| s.lock().knobs.hang);
+        if hang {
+            futures::future::pending::<()>().await;
+        }
+    }
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
@@ -298,6 +313,12 @@ impl SimGrid {
 impl Transport for SimGrid {
     fn servers(&self) -> Vec<ServerId> {
         self.servers.iter().map(|s| s.id).collect()
+    }
+
+    /// Simulated time does not pass: the timer fires at once, so a hanging server is given up
+    /// as soon as nothing else is ready.
+    fn sleep(&self, _duration: core::time::Duration) -> crate::BoxFut<()> {
+        Box::pin(futures::future::ready(()))
     }
 
     async fn mutable_list(
@@ -327,6 +348,7 @@ impl Transport for SimGrid {
     }
 
     async fn version(&self, server: ServerId) -> Result<VersionResponse, TransportError> {
+        self.gate(server).await;
         let mut st = self.find(server)?.enter()?;
         st.counters.version += 1;
         let available = if st.knobs.full { 0 } else { 1 << 40 };
@@ -357,6 +379,7 @@ impl Transport for SimGrid {
         server: ServerId,
         si: StorageIndex,
     ) -> Result<Vec<ShareInfo>, TransportError> {
+        self.gate(server).await;
         let mut st = self.find(server)?.enter()?;
         st.counters.list += 1;
         Ok(st
@@ -376,6 +399,7 @@ impl Transport for SimGrid {
         si: StorageIndex,
         req: ReadRequest,
     ) -> Result<Vec<ReadPiece>, TransportError> {
+        self.gate(server).await;
         let mut st = self.find(server)?.enter()?;
         st.counters.read += 1;
         let st = &mut *st;
@@ -417,6 +441,7 @@ impl Transport for SimGrid {
         upload: UploadId,
         req: AllocateRequest,
     ) -> Result<AllocateResponse, TransportError> {
+        self.gate(server).await;
         let mut st = self.find(server)?.enter()?;
         st.counters.allocate += 1;
         if st.knobs.read_only {
@@ -468,6 +493,7 @@ impl Transport for SimGrid {
         offset: u64,
         data: Bytes,
     ) -> Result<WriteResponse, TransportError> {
+        self.gate(server).await;
         let mut st = self.find(server)?.enter()?;
         st.counters.write += 1;
         st.counters.write_bytes += data.len() as u64;
@@ -510,6 +536,7 @@ impl Transport for SimGrid {
         share: ShareNum,
         req: FinishRequest,
     ) -> Result<FinishResponse, TransportError> {
+        self.gate(server).await;
         let mut st = self.find(server)?.enter()?;
         st.counters.finish += 1;
         let sh = u16::from(share.0);
@@ -550,6 +577,7 @@ impl Transport for SimGrid {
     }
 
     async fn abort(&self, server: ServerId, upload: UploadId) -> Result<(), TransportError> {
+        self.gate(server).await;
         let mut st = self.find(server)?.enter()?;
         st.counters.abort += 1;
         st.uploads.remove(&upload);
@@ -563,6 +591,7 @@ impl Transport for SimGrid {
         share: ShareNum,
         reason: String,
     ) -> Result<(), TransportError> {
+        self.gate(server).await;
         let mut st = self.find(server)?.enter()?;
         st.counters.advisory += 1;
         st.advisories.push(Advisory {

@@ -123,6 +123,15 @@ pub trait Transport: MaybeSendSync {
     /// The storage servers currently known (for example the introducer's live set).
     fn servers(&self) -> Vec<ServerId>;
 
+    /// A timer: resolves after `duration`. The client uses it only to stop waiting for slow
+    /// servers once it has enough answers (see [`crate::ClientConfig::straggler_grace`]). The
+    /// default never resolves: the client then waits for every answer, which the transport's
+    /// request timeouts bound.
+    fn sleep(&self, duration: core::time::Duration) -> BoxFut<()> {
+        let _ = duration;
+        Box::pin(futures::future::pending())
+    }
+
     /// `GET /storage/v1/version`.
     async fn version(&self, server: ServerId) -> Result<VersionResponse, TransportError>;
 

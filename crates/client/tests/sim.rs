@@ -512,3 +512,20 @@ fn downloads_with_a_spawner_decode_elsewhere_and_agree() {
     dl.seek(1234..20_000);
     assert_eq!(block_on(dl.read_all()).unwrap(), &d[1234..20_000]);
 }
+
+#[test]
+fn a_hanging_server_does_not_hold_up_a_download() {
+    let (g, c) = grid(10, 121);
+    let d = data(12 * SEG as usize, 121);
+    let up = block_on(c.upload_bytes(&d, UploadOptions::default())).unwrap();
+    let si = si_of(&up.cap);
+    // The holders of shares 0 and 5 stop answering (without a timer the client would wait
+    // for them forever: the simulated requests never complete).
+    for (server, share, _) in g.shares_of(&si) {
+        if share == 0 || share == 5 {
+            g.set_knobs(server, |k| k.hang = true);
+        }
+    }
+    let mut dl = block_on(c.open(&up.cap)).unwrap();
+    assert_eq!(block_on(dl.read_all()).unwrap(), d);
+}

@@ -256,6 +256,10 @@ impl Transport for HttpTransport {
         self.directory.servers()
     }
 
+    fn sleep(&self, duration: Duration) -> lafs_client::BoxFut<()> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+
     async fn version(&self, server: ServerId) -> Result<VersionResponse, TransportError> {
         if let Some((at, v)) = self
             .versions
