@@ -285,6 +285,66 @@ impl Transport for HttpTransport {
         Ok(v)
     }
 
+    async fn mutable_list(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+    ) -> Result<Vec<lafs_proto::storage::ShareInfo>, TransportError> {
+        let path = format!("/storage/v1/mutable/{}/shares", storage_index_to_text(&si));
+        let r: SharesResponse = self.get_json(server, &path).await?;
+        if r.storage_index != si {
+            return Err(TransportError::Protocol(
+                "shares listed for another storage index".into(),
+            ));
+        }
+        Ok(r.shares)
+    }
+
+    async fn mutable_read(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+        req: ReadRequest,
+    ) -> Result<Vec<ReadPiece>, TransportError> {
+        let path = format!("/storage/v1/mutable/{}/read", storage_index_to_text(&si));
+        let body = serde_json::to_vec(&req).map_err(|e| TransportError::Protocol(e.to_string()))?;
+        let out = self
+            .send(
+                server,
+                Method::POST,
+                &path,
+                None,
+                Bytes::from(body),
+                false,
+                true,
+            )
+            .await?;
+        parse_read_response(&out)
+    }
+
+    async fn mutable_write(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+        writes: Vec<lafs_proto::mutable::WireWrite>,
+    ) -> Result<lafs_proto::mutable::MutableWriteResponse, TransportError> {
+        let path = format!("/storage/v1/mutable/{}/write", storage_index_to_text(&si));
+        let body = lafs_proto::mutable::encode_writes(&writes)
+            .map_err(|e| TransportError::Protocol(e.to_string()))?;
+        let out = self
+            .send(
+                server,
+                Method::POST,
+                &path,
+                None,
+                Bytes::from(body),
+                true,
+                false,
+            )
+            .await?;
+        parse_json(&out)
+    }
+
     async fn list_shares(
         &self,
         server: ServerId,

@@ -103,7 +103,16 @@ impl LocalGrid {
                 }
                 None => (Arc::new(MemoryStore::new(8 << 30)), None),
             };
-            let state = AppState::new(Config::default(), store.clone()).unwrap();
+            let config = Config {
+                accepts_mutable: true,
+                ..Config::default()
+            };
+            let state = AppState::new(config, store.clone()).unwrap();
+            let mutable: Arc<dyn lafs_storage::MutableStore> = match &root {
+                Some(r) => Arc::new(lafs_storage::FsMutableStore::open(r.join("mutable")).unwrap()),
+                None => Arc::new(lafs_storage::MemoryMutableStore::new()),
+            };
+            state.enable_mutable(mutable);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = format!("http://{}", listener.local_addr().unwrap());
             let (stop, rx) = oneshot::channel::<()>();

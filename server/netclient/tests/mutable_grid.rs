@@ -1,0 +1,103 @@
+//! Mutable files against real storage servers and a real introducer on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a test failure.
+
+mod common;
+
+use common::LocalGrid;
+use lafs_client::{ClientConfig, Error, TransportError};
+use lafs_codec::Params;
+use lafs_mutable::{encode_version, ContentKey, OsEntropy, ShareWrite, WriteKeys};
+use lafs_proto::mutable::WireWrite;
+use lafs_proto::ShareNum;
+
+fn config() -> ClientConfig {
+    ClientConfig {
+        params: Params::new(3, 10, 4096).unwrap(),
+        ..ClientConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutable_round_trips_on_disk() {
+    let grid = LocalGrid::start(5, true).await;
+    let (c, _g) = grid.client(config()).await;
+    let data: Vec<u8> = (0..30_000u32).map(|i| (i % 253) as u8).collect();
+    let cap = c.create_mutable(&data).await.unwrap();
+    let rc = cap.read_cap();
+    let got = c.read_mutable(&rc).await.unwrap();
+    assert_eq!((got.seqnum, got.data.clone()), (1, data.clone()));
+    assert_eq!(got.located.headers.len(), 10);
+    assert_eq!(c.overwrite_mutable(&cap, b"v2").await.unwrap(), 2);
+    assert_eq!(c.write_mutable_at(&cap, 1, b"X").await.unwrap(), 3);
+    assert_eq!(c.append_mutable(&cap, b"++").await.unwrap(), 4);
+    let got = c.read_mutable(&rc).await.unwrap();
+    assert_eq!((got.seqnum, got.data), (4, b"vX++".to_vec()));
+    // Another client (fresh transport) sees the same.
+    let (c2, _g2) = grid.client(config()).await;
+    assert_eq!(c2.read_mutable(&rc).await.unwrap().data, b"vX++");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readcap_holder_cannot_write_and_concurrent_writers_are_detected() {
+    let grid = LocalGrid::start(4, false).await;
+    let (a, _ga) = grid.client(config()).await;
+    let (b, _gb) = grid.client(config()).await;
+    let cap = a.create_mutable(b"base").await.unwrap();
+    let rc = cap.read_cap();
+
+    // A readcap holder signs with a key of its own: every server refuses (422).
+    let forger = WriteKeys::from_parts(
+        lafs_mutable::new_seed(&mut OsEntropy).unwrap(),
+        ContentKey::for_file(rc.read_key()),
+    );
+    let v = encode_version(
+        &forger,
+        Params::new(3, 10, 4096).unwrap(),
+        50,
+        b"evil",
+        &mut OsEntropy,
+    )
+    .unwrap();
+    let writes: Vec<WireWrite> = v
+        .writes()
+        .into_iter()
+        .map(|w| match w {
+            ShareWrite::Whole { share, data } => WireWrite::Whole {
+                share: ShareNum(share as u8),
+                data,
+            },
+            ShareWrite::Patch { .. } => unreachable!("encode_version writes whole shares"),
+        })
+        .collect();
+    for server in a.transport().servers() {
+        let r = a
+            .transport()
+            .mutable_write(server, rc.storage_index(), writes.clone())
+            .await;
+        assert!(
+            matches!(r, Err(TransportError::Status { status: 422, .. })),
+            "{r:?}"
+        );
+    }
+    assert_eq!(a.read_mutable(&rc).await.unwrap().data, b"base");
+
+    // Two writers read version 1 and both publish version 2, concurrently.
+    let keys = WriteKeys::for_file(&cap);
+    let ra = a.mutable_read_latest(&keys.read_keys()).await.unwrap();
+    let rb = b.mutable_read_latest(&keys.read_keys()).await.unwrap();
+    let (pa, pb) = tokio::join!(
+        a.mutable_publish(&keys, 2, b"from a", &ra.located),
+        b.mutable_publish(&keys, 2, b"from b", &rb.located)
+    );
+    let refused = [&pa, &pb]
+        .iter()
+        .filter(|r| matches!(r, Err(Error::UncoordinatedWrite { seqnum: 2, .. })))
+        .count();
+    assert!(refused >= 1, "{pa:?} {pb:?}");
+    assert!(pa.is_ok() || pb.is_ok() || refused == 2);
+    // Whatever happened, a reader either gets one whole version or is told of the split;
+    // a new publish on top (the recovery rule) ends it.
+    let top = a.overwrite_mutable(&cap, b"merged").await.unwrap();
+    assert!(top >= 3);
+    assert_eq!(b.read_mutable(&rc).await.unwrap().data, b"merged");
+}
