@@ -105,6 +105,8 @@ struct Active {
     allocations: Vec<(ServerId, UploadId)>,
     /// Share lengths, known once the encoder has finished.
     share_lens: Option<Vec<u64>>,
+    /// Write requests sent so far.
+    sent: u64,
 }
 
 /// An upload in progress: push the file with [`write`](Self::write) (any chunking, size not
@@ -371,6 +373,7 @@ impl Upload {
             lost: Vec::new(),
             allocations: Vec::new(),
             share_lens: None,
+            sent: 0,
         });
         Ok(())
     }
@@ -396,14 +399,29 @@ impl Upload {
         let a = self.active()?;
         let encoded = a.encoder.finish()?;
         a.share_lens = Some(encoded.share_lens.clone());
+        let mut idle = 0;
         loop {
+            let before = self.active()?.sent;
             self.pump(true).await?;
             let a = self.active()?;
+            if a.sent != before {
+                idle = 0;
+            }
             if a.pending.is_empty() && a.inflight.is_empty() {
                 break;
             }
-            if let Some(done) = a.inflight.next().await {
-                self.completed(done).await?;
+            match a.inflight.next().await {
+                Some(done) => self.completed(done).await?,
+                // Data waits but nothing was sent: a failure just moved a share (the next
+                // pump allocates and sends it), or no server takes the allocation at all.
+                None => {
+                    idle += 1;
+                    if idle > 1 {
+                        return Err(Error::InvalidState(
+                            "shares could not be allocated anywhere",
+                        ));
+                    }
+                }
             }
         }
         self.finish_shares(&encoded).await?;
@@ -737,6 +755,7 @@ impl Active {
                 let off = offset + start as u64;
                 slot.flushed += piece.len() as u64;
                 self.inflight_bytes += piece.len() as u64;
+                self.sent += 1;
                 let t = Arc::clone(t);
                 let server = slot.server;
                 self.inflight.push(boxed(async move {
