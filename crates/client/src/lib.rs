@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod check;
+mod dir;
 mod discover;
 mod download;
 mod mutable;
@@ -51,6 +52,7 @@ use std::sync::Arc;
 use lafs_codec::Params;
 
 pub use check::{CheckReport, CopyStatus, ShareCopy};
+pub use dir::{is_dir_cap, read_level, OpenedDir};
 pub use download::Download;
 pub use mutable::{Located, MutableContents};
 pub use placement::ServerId;
@@ -128,6 +130,10 @@ pub enum Error {
     /// The mutable file format refused (bad share, bad signature, bad range...).
     #[error("{0}")]
     Mutable(#[from] lafs_mutable::Error),
+    /// The directory layer refused (not a directory cap, no such entry, not permitted at
+    /// this cap's level, malformed dirnode...).
+    #[error("{0}")]
+    Dirnode(lafs_dirnode::Error),
     /// Another writer published a version concurrently (a server holds an equal or higher
     /// sequence number, or two different versions carry one). Nothing was lost silently:
     /// re-read, merge the intended change, publish again.
