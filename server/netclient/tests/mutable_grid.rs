@@ -101,3 +101,55 @@ async fn readcap_holder_cannot_write_and_concurrent_writers_are_detected() {
     assert!(top >= 3);
     assert_eq!(b.read_mutable(&rc).await.unwrap().data, b"merged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_on_a_real_grid() {
+    let grid = LocalGrid::start(4, true).await;
+    let (c, _g) = grid
+        .client(ClientConfig {
+            happy: 4,
+            ..config()
+        })
+        .await;
+    let file = c
+        .upload_bytes(&[7u8; 5000], lafs_client::UploadOptions::default())
+        .await
+        .unwrap()
+        .cap;
+    let root = c.mkdir().await.unwrap();
+    let sub = c.mkdir().await.unwrap();
+    c.dir_set(&root, "sub", &sub.clone().into(), b"")
+        .await
+        .unwrap();
+    c.dir_set(&sub, "f.bin", &file, b"{\"size\":5000}")
+        .await
+        .unwrap();
+    c.dir_rename(&sub, "f.bin", "g.bin").await.unwrap();
+    let root_cap: lafs_caps::Cap = root.clone().into();
+    let found = c.resolve(&root_cap, "sub/g.bin").await.unwrap();
+    assert_eq!(found, file);
+    assert_eq!(
+        c.open(&found).await.unwrap().read_all().await.unwrap(),
+        vec![7u8; 5000]
+    );
+    // Traversal: reaches the file's verifycap, no names.
+    let t = c.open_dir(&root.traverse_cap().into()).await.unwrap().dir;
+    assert!(t.names().is_err());
+    let child = t.traverse_caps().unwrap().remove(0);
+    let leaf = c
+        .open_dir(&child)
+        .await
+        .unwrap()
+        .dir
+        .traverse_caps()
+        .unwrap();
+    assert!(c.check(&leaf[0], true).await.unwrap().healthy);
+    // Immutable snapshot.
+    let snap = c
+        .mkdir_immutable(&[("g.bin".into(), file.clone(), vec![])])
+        .await
+        .unwrap();
+    assert_eq!(c.resolve(&snap, "g.bin").await.unwrap(), file);
+    c.dir_remove(&sub, "g.bin").await.unwrap();
+    assert!(c.resolve(&root_cap, "sub/g.bin").await.is_err());
+}
