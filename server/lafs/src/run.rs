@@ -115,10 +115,19 @@ async fn run_node(
         let store: Arc<dyn ShareStore> = Arc::new(store);
         let storage_config = lafs_storage::Config {
             read_only: section.read_only,
+            accepts_mutable: true,
             ..lafs_storage::Config::default()
         };
         let state = AppState::new(storage_config, Arc::clone(&store))
             .context("starting the storage server")?;
+        let mutable_dir = path.join("mutable");
+        let mutable = lafs_storage::FsMutableStore::open(&mutable_dir).with_context(|| {
+            format!(
+                "opening the mutable share store in {}",
+                mutable_dir.display()
+            )
+        })?;
+        state.enable_mutable(Arc::new(mutable));
         let listener = bind(section.listen, "storage").await?;
         let addr = listener.local_addr()?;
         let url = match &section.url {
