@@ -44,6 +44,9 @@ cargo test --locked --target wasm32-unknown-unknown -p lafs-wasm
 step "web app: trunk build --release (web/dist)"
 (cd web && trunk build --release)
 
+step "lafs binary for the browser tests against a local grid (lafs demo)"
+cargo build --locked -p lafs-cli --bin lafs
+
 step "web app: Playwright tests in headless Chromium (browser-tests/)"
 (cd browser-tests && npx --no-install playwright test)
 

@@ -26,6 +26,33 @@ pub enum Error {
         /// Number of bytes given.
         len: usize,
     },
+    /// File data (UEB, proof or segment) failed verification against the cap: a damaged or
+    /// tampered share, a dishonest server, or a cap for another file. Nothing of it is used.
+    #[error("integrity check failed: {what}")]
+    Integrity {
+        /// What did not verify.
+        what: String,
+    },
+    /// A [`FileReader`](crate::FileReader) or [`FileWriter`](crate::FileWriter) method was
+    /// called before its inputs were given, or with a number that is not a valid offset/index.
+    #[error("called out of order or with an invalid offset or index")]
+    InvalidUse,
+}
+
+impl From<lafs_codec::Error> for Error {
+    fn from(e: lafs_codec::Error) -> Self {
+        Self::Integrity {
+            what: e.to_string(),
+        }
+    }
+}
+
+impl From<lafs_hashtree::Error> for Error {
+    fn from(e: lafs_hashtree::Error) -> Self {
+        Self::Integrity {
+            what: e.to_string(),
+        }
+    }
 }
 
 impl Error {
@@ -53,6 +80,8 @@ impl Error {
     /// | `no-cap-in-link` | [`Error::NoCapInLink`] |
     /// | `tag-too-long` | [`Error::TagTooLong`] |
     /// | `leaf-bytes` | [`Error::LeafBytes`] |
+    /// | `integrity` | [`Error::Integrity`] |
+    /// | `invalid-use` | [`Error::InvalidUse`] |
     pub fn code(&self) -> &'static str {
         use lafs_caps::Error as E;
         match self {
@@ -77,6 +106,8 @@ impl Error {
             Self::NoCapInLink => "no-cap-in-link",
             Self::TagTooLong { .. } => "tag-too-long",
             Self::LeafBytes { .. } => "leaf-bytes",
+            Self::Integrity { .. } => "integrity",
+            Self::InvalidUse => "invalid-use",
         }
     }
 }

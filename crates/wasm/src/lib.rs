@@ -14,9 +14,8 @@
 //! | `taggedHashHex(tag, data)` | [`tagged_hash_hex`] | lafs' domain-separated SHA-256 (`docs/spec/hashtree.md`) |
 //! | `merkleRootHex(leaves)` | [`merkle_root_hex`] | root of the lafs hash tree over 32-byte leaf hashes |
 //! | `version()` | [`version`] | this crate's version |
-//!
-//! Fetching, verifying and decrypting file contents is not here yet: it comes with the download
-//! driver.
+//! | `new FileReader(readcap)` | [`FileReader`] | checks a file's UEB, proofs and segments against the cap, decrypts (the page fetches from the gateway's `/ciphertext` endpoints) |
+//! | `new FileWriter()` | [`FileWriter`] | random key, encryption, readcap from the gateway's verifycap (`PUT /ciphertext`) |
 //!
 //! # Errors in JavaScript
 //!
@@ -60,10 +59,12 @@
 mod app;
 mod cap;
 mod error;
+mod file;
 mod hash;
 
 pub use cap::{parse_cap, parse_share_link, CapInfo, ShareLink};
 pub use error::{Error, LafsError};
+pub use file::{FileReader, FileWriter};
 pub use hash::{merkle_root_hex, tagged_hash_hex};
 
 use wasm_bindgen::prelude::wasm_bindgen;

@@ -1,0 +1,209 @@
+// The web app against a real local grid (`lafs demo`, see ../grid.mjs): files uploaded with the
+// CLI open from a share link, verified and decrypted in the tab; tampering is caught; files
+// uploaded from the tab come back byte for byte through `lafs get`; no request carries a readcap.
+import { test, expect } from '@playwright/test';
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { startGrid } from '../grid.mjs';
+
+test.describe.configure({ mode: 'serial' });
+
+/** Deterministic pseudo-random bytes (xorshift32), so failures reproduce. */
+function bytes(n, seed = 1) {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return Buffer.from(out);
+}
+
+/** RFC 4648 base32, lowercase, no padding (storage directory names). */
+function base32(buf) {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  let bits = 0, value = 0, out = '';
+  for (const byte of buf) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      out += alphabet[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
+  return out;
+}
+
+const sha = (b) => createHash('sha256').update(b).digest('hex');
+
+let grid;
+test.beforeAll(async () => {
+  test.setTimeout(600_000); // may build the lafs binary first
+  grid = await startGrid();
+});
+test.afterAll(async () => {
+  await grid?.stop();
+});
+
+/** Records every request the page makes. */
+function recordRequests(page) {
+  const requests = [];
+  page.on('request', (r) => requests.push(r));
+  return requests;
+}
+
+/** Asserts that no request contained the readcap or its key part. */
+async function expectNoSecret(requests, readCap) {
+  expect(requests.length).toBeGreaterThan(0);
+  const data = readCap.slice(readCap.indexOf('1') + 1);
+  for (const r of requests) {
+    const seen = [r.url(), JSON.stringify(await r.allHeaders()), r.postData() ?? ''].join('\n');
+    for (const needle of [readCap, data, data.toUpperCase(), readCap.toUpperCase()]) {
+      expect(seen, `request ${r.method()} ${r.url()}`).not.toContain(needle);
+    }
+  }
+}
+
+/** Opens a share link and saves the file through the page's download link. */
+async function openAndSave(page, cap) {
+  await page.goto(`${grid.url}/#${cap}`);
+  await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 60_000 });
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.locator('#file-download').click(),
+  ]);
+  return readFileSync(await download.path());
+}
+
+for (const [name, size] of [['0 bytes', 0], ['1 byte', 1], ['100 KiB', 100 << 10], ['5 MiB', 5 << 20]]) {
+  test(`a ${name} file uploaded with the CLI opens from its share link, byte for byte`, async ({ page }) => {
+    test.setTimeout(120_000);
+    const original = bytes(size, size + 7);
+    const cap = grid.put(original);
+    const requests = recordRequests(page);
+    const saved = await openAndSave(page, cap);
+    expect(saved.length).toBe(original.length);
+    expect(sha(saved)).toBe(sha(original));
+    await expectNoSecret(requests, cap);
+    if (cap.startsWith('lafsr1')) {
+      // The ciphertext came through the verifycap endpoints.
+      expect(requests.some((r) => r.url().includes('/ciphertext/lafsv1'))).toBe(true);
+    }
+  });
+}
+
+test('a text file is shown inline', async ({ page }) => {
+  const text = 'Hello from the grid.\n'.repeat(200);
+  const cap = grid.put(Buffer.from(text));
+  await page.goto(`${grid.url}/#${cap}`);
+  await expect(page.locator('#file-inline')).toHaveText(text.trimEnd() + '\n', { useInnerText: false });
+  await expect(page.locator('#file')).toHaveAttribute('data-type', 'text/plain');
+});
+
+test('an image is shown inline', async ({ page }) => {
+  // A 1×1 PNG.
+  const png = Buffer.from(
+    'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==',
+    'base64',
+  );
+  const cap = grid.put(Buffer.concat([png, Buffer.alloc(100)]));
+  await page.goto(`${grid.url}/#${cap}`);
+  await expect(page.locator('#file')).toHaveAttribute('data-type', 'image/png');
+  await expect(page.locator('img#file-inline')).toBeVisible();
+  expect(await page.locator('img#file-inline').evaluate((i) => i.complete && i.naturalWidth)).toBe(1);
+});
+
+test('a literal cap shows its content without any network request', async ({ page }) => {
+  await page.goto(`${grid.url}/`);
+  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+  const cap = grid.put(Buffer.from('tiny'));
+  expect(cap).toMatch(/^lafsl1/);
+  const requests = recordRequests(page);
+  await page.evaluate((c) => { location.hash = c; }, cap);
+  await expect(page.locator('#file-inline')).toHaveText('tiny');
+  expect(requests.map((r) => r.url())).toEqual([]);
+});
+
+test('ciphertext altered on the way is refused, never shown', async ({ page }) => {
+  const original = bytes(3 << 20, 99);
+  const cap = grid.put(original);
+  // A dishonest gateway: flip one byte of the ciphertext it sends.
+  await page.route('**/ciphertext/**', async (route) => {
+    const url = new URL(route.request().url());
+    const resp = await route.fetch();
+    if (url.search !== '') return route.fulfill({ response: resp });
+    const body = Buffer.from(await resp.body());
+    body[Math.min(body.length - 1, 1_500_000)] ^= 0x01;
+    return route.fulfill({ response: resp, body });
+  });
+  await page.goto(`${grid.url}/#${cap}`);
+  await expect(page.locator('#file-error')).toHaveAttribute('data-kind', 'integrity', { timeout: 60_000 });
+  await expect(page.locator('#file-error-title')).toHaveText('This file failed its integrity check');
+  await expect(page.locator('#file-download')).toBeHidden();
+  await expect(page.locator('#file-view')).toBeEmpty();
+});
+
+test('a wrong UEB (another file\'s) is refused', async ({ page }) => {
+  const a = grid.put(bytes(5000, 1));
+  const b = grid.put(bytes(5000, 2));
+  await page.route('**/ciphertext/**', async (route) => {
+    const url = new URL(route.request().url());
+    if (url.searchParams.get('t') !== 'ueb') return route.continue();
+    // Answer the UEB of file b for file a.
+    const other = await page.evaluate((c) => window.wasmBindings.parseCap(c).verifyCap, b);
+    const resp = await route.fetch({ url: `${url.origin}/ciphertext/${other}?t=ueb` });
+    return route.fulfill({ response: resp });
+  });
+  await page.goto(`${grid.url}/#${a}`);
+  await expect(page.locator('#file-error')).toHaveAttribute('data-kind', 'integrity', { timeout: 60_000 });
+});
+
+test('shares tampered on disk: the page shows an error, never wrong content', async ({ page }) => {
+  const original = bytes(200_000, 5);
+  const cap = grid.put(original);
+  const si = await (async () => {
+    await page.goto(`${grid.url}/`);
+    await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+    return page.evaluate((c) => window.wasmBindings.parseCap(c).storageIndex, cap);
+  })();
+  // Shares are filed under the storage index in base32 (DIR/storage-NN/storage/shares/..).
+  // Flip a byte in the first block of every share, so that no k shares are intact.
+  const dirName = base32(Buffer.from(si, 'hex'));
+  const shares = grid.shareFiles().filter((p) => p.includes(`/${dirName}/`));
+  expect(shares.length).toBeGreaterThanOrEqual(3);
+  for (const p of shares) {
+    const b = grid.read(p);
+    b[200] ^= 0xff;
+    grid.write(p, b);
+  }
+  await page.goto(`${grid.url}/#${cap}`);
+  await expect(page.locator('html')).toHaveAttribute('data-file-state', 'error', { timeout: 60_000 });
+  await expect(page.locator('#file-error')).toBeVisible();
+  await expect(page.locator('#file-download')).toBeHidden();
+});
+
+test('a file uploaded from the tab comes back byte for byte through lafs get', async ({ page }) => {
+  test.setTimeout(120_000);
+  const original = bytes(3 << 20, 42);
+  await page.goto(`${grid.url}/`);
+  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+  const requests = recordRequests(page);
+  await page.locator('#upload-input').setInputFiles({
+    name: 'data.bin',
+    mimeType: 'application/octet-stream',
+    buffer: original,
+  });
+  await expect(page.locator('html')).toHaveAttribute('data-upload-state', 'done', { timeout: 60_000 });
+  const link = await page.locator('#upload-link').inputValue();
+  const cap = link.slice(link.indexOf('#') + 1);
+  expect(cap).toMatch(/^lafsr1/);
+  const got = grid.get(cap);
+  expect(sha(got)).toBe(sha(original));
+  await expectNoSecret(requests, cap);
+  // The link opens in the page too.
+  const saved = await openAndSave(page, cap);
+  expect(sha(saved)).toBe(sha(original));
+});

@@ -1,0 +1,338 @@
+//! Reading and writing immutable files in the page: verification against the cap and AES-CTR,
+//! with the network left to the caller (the web app fetches from a gateway's `/ciphertext`
+//! endpoints, `docs/spec/gateway.md`).
+//!
+//! Only public data is meant to leave the tab: [`FileReader::verify_cap`] and
+//! [`FileWriter::selection_index`]. The key stays inside these objects.
+
+use lafs_caps::{selection_index_for, ImmutableReadCap, ImmutableVerifyCap, ReadKey};
+use lafs_codec::{decrypt_at, encrypt_at, random_key, Ueb, CIPHERTEXT_SEGMENT_TAG};
+use lafs_hashtree::{tagged_hash, Hash, NodeIndex, PartialTree};
+use wasm_bindgen::prelude::wasm_bindgen;
+
+use crate::{Error, LafsError};
+
+/// Downloads one immutable file: checks the UEB against the readcap's storage index, each
+/// segment against the UEB's ciphertext root (with proofs from the gateway), and decrypts.
+///
+/// Plaintext only comes out of [`FileReader::open_segments`], and only for segments whose
+/// hashes verified: a tampered byte anywhere yields an error, never wrong content.
+#[wasm_bindgen]
+pub struct FileReader {
+    key: ReadKey,
+    verify_cap: ImmutableVerifyCap,
+    ueb: Option<Ueb>,
+    tree: Option<PartialTree>,
+}
+
+impl core::fmt::Debug for FileReader {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FileReader")
+            .field("verify_cap", &self.verify_cap.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+#[wasm_bindgen]
+impl FileReader {
+    /// Starts reading the file of an immutable readcap (text form).
+    #[wasm_bindgen(constructor)]
+    pub fn new(read_cap: &str) -> Result<Self, LafsError> {
+        let cap: ImmutableReadCap = read_cap.trim().parse()?;
+        Ok(Self {
+            key: cap.key().clone(),
+            verify_cap: cap.verify_cap(),
+            ueb: None,
+            tree: None,
+        })
+    }
+
+    /// The verifycap (public; the only thing to put in requests).
+    #[wasm_bindgen(getter, js_name = verifyCap)]
+    pub fn verify_cap(&self) -> String {
+        self.verify_cap.to_string()
+    }
+
+    /// Checks the 82-byte UEB (`GET /ciphertext/$VERIFYCAP?t=ueb`) against the cap's storage
+    /// index and learns the file's size, segment size and ciphertext root.
+    #[wasm_bindgen(js_name = setUeb)]
+    pub fn set_ueb(&mut self, ueb: &[u8]) -> Result<(), LafsError> {
+        let parsed = Ueb::parse(ueb).map_err(Error::from)?;
+        if parsed.storage_index() != *self.verify_cap.storage_index() {
+            return Err(Error::Integrity {
+                what: "the UEB does not match the cap's storage index".into(),
+            }
+            .into());
+        }
+        let leaves = usize::try_from(parsed.num_segments()).map_err(|_| Error::Integrity {
+            what: "too many segments".into(),
+        })?;
+        self.tree = if leaves == 0 {
+            None
+        } else {
+            Some(PartialTree::new(parsed.ciphertext_root, leaves).map_err(Error::from)?)
+        };
+        self.ueb = Some(parsed);
+        Ok(())
+    }
+
+    /// File size in bytes (0 before [`FileReader::set_ueb`]).
+    #[wasm_bindgen(getter, js_name = fileSize)]
+    pub fn file_size(&self) -> f64 {
+        self.ueb.map_or(0.0, |u| u.file_size as f64)
+    }
+
+    /// Segment size in bytes (0 before [`FileReader::set_ueb`]).
+    #[wasm_bindgen(getter, js_name = segmentSize)]
+    pub fn segment_size(&self) -> u32 {
+        self.ueb.map_or(0, |u| u.params.segment_size())
+    }
+
+    /// Number of segments (0 for an empty file or before [`FileReader::set_ueb`]).
+    #[wasm_bindgen(getter, js_name = numSegments)]
+    pub fn num_segments(&self) -> f64 {
+        self.ueb.map_or(0.0, |u| u.num_segments() as f64)
+    }
+
+    /// Adds the proof of a `GET /ciphertext/$VERIFYCAP?t=proof` answer (its JSON text). Only its
+    /// `proof` nodes are used; they are checked against the root from the verified UEB.
+    #[wasm_bindgen(js_name = addProof)]
+    pub fn add_proof(&mut self, json: &str) -> Result<(), LafsError> {
+        let tree = self.tree.as_mut().ok_or(Error::InvalidUse)?;
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|_| Error::Integrity {
+                what: "the proof is not JSON".into(),
+            })?;
+        let bad = || Error::Integrity {
+            what: "the proof is malformed".into(),
+        };
+        let mut nodes = Vec::new();
+        for node in value
+            .get("proof")
+            .and_then(|p| p.as_array())
+            .ok_or_else(bad)?
+        {
+            let index = node
+                .get("node")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(bad)?;
+            let hash = node
+                .get("hash")
+                .and_then(|h| h.as_str())
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| Hash::from_slice(&b))
+                .ok_or_else(bad)?;
+            nodes.push((NodeIndex(index), hash));
+        }
+        tree.add_nodes(&nodes).map_err(Error::from)?;
+        Ok(())
+    }
+
+    /// Verifies whole segments `first, first+1, …` held in `ciphertext` (their exact bytes, in
+    /// order) and returns them decrypted. Fails, returning nothing, if any segment's hash does
+    /// not prove to the ciphertext root.
+    #[wasm_bindgen(js_name = openSegments)]
+    pub fn open_segments(&mut self, first: f64, ciphertext: Vec<u8>) -> Result<Vec<u8>, LafsError> {
+        let ueb = self.ueb.ok_or(Error::InvalidUse)?;
+        let first = f64_index(first)?;
+        let start = ueb
+            .segment_range(first)
+            .ok_or(Error::Integrity {
+                what: format!("segment {first} is past the end of the file"),
+            })?
+            .start;
+        let mut buf = ciphertext;
+        let mut offset = 0usize;
+        let mut segment = first;
+        let tree = self.tree.as_mut().ok_or(Error::InvalidUse)?;
+        let mut leaves = Vec::new();
+        while offset < buf.len() {
+            let range = ueb.segment_range(segment).ok_or(Error::Integrity {
+                what: format!("more bytes than the file has after segment {segment}"),
+            })?;
+            let len = usize::try_from(range.end - range.start).map_err(|_| Error::InvalidUse)?;
+            let Some(bytes) = buf.get(offset..offset + len) else {
+                return Err(Error::Integrity {
+                    what: format!("segment {segment} is truncated"),
+                }
+                .into());
+            };
+            let leaf = usize::try_from(segment).map_err(|_| Error::InvalidUse)?;
+            let hash = tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[bytes]);
+            tree.add_leaf(leaf, hash).map_err(|_| Error::Integrity {
+                what: format!("segment {segment} does not match the file's hash tree"),
+            })?;
+            leaves.push(leaf);
+            offset += len;
+            segment += 1;
+        }
+        for leaf in leaves {
+            if tree.verified_leaf(leaf).is_none() {
+                return Err(Error::Integrity {
+                    what: format!("segment {leaf} could not be proven (missing proof)"),
+                }
+                .into());
+            }
+        }
+        decrypt_at(&self.key, start, &mut buf).map_err(Error::from)?;
+        Ok(buf)
+    }
+}
+
+/// Uploads one immutable file through a gateway's `PUT /ciphertext`: a fresh random key,
+/// AES-128-CTR encryption in the page, and the readcap rebuilt from the verifycap the gateway
+/// answers. The gateway sees ciphertext and the selection index only.
+#[wasm_bindgen]
+pub struct FileWriter {
+    key: ReadKey,
+}
+
+impl core::fmt::Debug for FileWriter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FileWriter").finish_non_exhaustive()
+    }
+}
+
+#[wasm_bindgen]
+impl FileWriter {
+    /// A writer with a fresh random key (`crypto.getRandomValues` in a browser).
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Result<Self, LafsError> {
+        Ok(Self {
+            key: random_key().map_err(Error::from)?,
+        })
+    }
+
+    /// The selection index for `PUT /ciphertext?selection_index=…` (32 hex digits; public).
+    #[wasm_bindgen(getter, js_name = selectionIndex)]
+    pub fn selection_index(&self) -> String {
+        hex::encode(selection_index_for(&self.key).0)
+    }
+
+    /// Encrypts `data` as the bytes at file offset `offset` and returns the ciphertext.
+    pub fn encrypt(&self, offset: f64, data: Vec<u8>) -> Result<Vec<u8>, LafsError> {
+        let mut buf = data;
+        encrypt_at(&self.key, f64_index(offset)?, &mut buf).map_err(Error::from)?;
+        Ok(buf)
+    }
+
+    /// The readcap (text) for the uploaded file, from the verifycap the gateway answered. The
+    /// verifycap's selection index must be this key's.
+    #[wasm_bindgen(js_name = readCap)]
+    pub fn read_cap(&self, verify_cap: &str) -> Result<String, LafsError> {
+        let v: ImmutableVerifyCap = verify_cap.trim().parse()?;
+        if *v.selection_index() != selection_index_for(&self.key) {
+            return Err(Error::Integrity {
+                what: "the gateway answered a verifycap for another key".into(),
+            }
+            .into());
+        }
+        Ok(ImmutableReadCap::new(self.key.clone(), *v.storage_index()).to_string())
+    }
+}
+
+fn f64_index(x: f64) -> Result<u64, Error> {
+    if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x <= 9_007_199_254_740_991.0 {
+        Ok(x as u64)
+    } else {
+        Err(Error::InvalidUse)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lafs_codec::{encode_to_shares, Params};
+
+    fn setup(size: usize) -> (FileReader, Vec<u8>, Vec<u8>, Ueb) {
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let key = random_key().unwrap();
+        let (_, done) =
+            encode_to_shares(Params::new(3, 10, 4096).unwrap(), key.clone(), &data).unwrap();
+        let cap = done.read_cap.unwrap();
+        let mut ct = data.clone();
+        encrypt_at(&key, 0, &mut ct).unwrap();
+        (
+            FileReader::new(&cap.to_string()).unwrap(),
+            data,
+            ct,
+            done.ueb,
+        )
+    }
+
+    fn proof_json(ueb: &Ueb, ct: &[u8], range: core::ops::Range<usize>) -> String {
+        let leaves: Vec<Hash> = ct
+            .chunks(ueb.params.segment_size() as usize)
+            .map(|s| tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[s]))
+            .collect();
+        let tree = lafs_hashtree::HashTree::from_leaves(&leaves);
+        let proof: Vec<_> = tree
+            .proof(range)
+            .unwrap()
+            .into_iter()
+            .map(|(n, h)| serde_json::json!({"node": n.0, "hash": h.to_hex()}))
+            .collect();
+        serde_json::json!({ "proof": proof }).to_string()
+    }
+
+    #[test]
+    fn reads_verified_segments() {
+        let (mut r, data, ct, ueb) = setup(20_000);
+        r.set_ueb(&ueb.to_bytes()).unwrap();
+        assert_eq!(r.num_segments(), 5.0);
+        r.add_proof(&proof_json(&ueb, &ct, 1..3)).unwrap();
+        let out = r.open_segments(1.0, ct[4096..3 * 4096].to_vec()).unwrap();
+        assert_eq!(out, data[4096..3 * 4096]);
+        r.add_proof(&proof_json(&ueb, &ct, 4..5)).unwrap();
+        let out = r.open_segments(4.0, ct[4 * 4096..].to_vec()).unwrap();
+        assert_eq!(out, data[4 * 4096..]);
+    }
+
+    #[test]
+    fn tampered_segment_is_refused() {
+        let (mut r, _, mut ct, ueb) = setup(20_000);
+        r.set_ueb(&ueb.to_bytes()).unwrap();
+        r.add_proof(&proof_json(&ueb, &ct, 0..5)).unwrap();
+        ct[5000] ^= 1;
+        let e = r.open_segments(0.0, ct).unwrap_err();
+        assert_eq!(e.code(), "integrity");
+    }
+
+    #[test]
+    fn missing_proof_is_refused() {
+        let (mut r, _, ct, ueb) = setup(20_000);
+        r.set_ueb(&ueb.to_bytes()).unwrap();
+        let e = r
+            .open_segments(2.0, ct[2 * 4096..3 * 4096].to_vec())
+            .unwrap_err();
+        assert_eq!(e.code(), "integrity");
+    }
+
+    #[test]
+    fn wrong_ueb_is_refused() {
+        let (mut r, _, _, mut ueb) = setup(100);
+        ueb.file_size = 99;
+        assert_eq!(r.set_ueb(&ueb.to_bytes()).unwrap_err().code(), "integrity");
+    }
+
+    #[test]
+    fn writer_round_trip() {
+        let w = FileWriter::new().unwrap();
+        let data = b"hello browser".to_vec();
+        let ct = w.encrypt(0.0, data.clone()).unwrap();
+        let key_holder = w.key.clone();
+        let (_, done) =
+            encode_to_shares(Params::new(3, 10, 4096).unwrap(), key_holder, &data).unwrap();
+        let vcap = done.read_cap.clone().unwrap().verify_cap().to_string();
+        assert_eq!(
+            w.read_cap(&vcap).unwrap(),
+            done.read_cap.unwrap().to_string()
+        );
+        let mut pt = ct;
+        decrypt_at(&w.key, 0, &mut pt).unwrap();
+        assert_eq!(pt, data);
+        let other = FileWriter::new().unwrap();
+        assert_eq!(other.read_cap(&vcap).unwrap_err().code(), "integrity");
+    }
+}
