@@ -77,6 +77,10 @@ impl GridFile for ClientFile {
 }
 
 impl Grid for ClientGrid {
+    fn grid_client(&self) -> Option<Client> {
+        Some(self.client.clone())
+    }
+
     fn open(&self, cap: Cap) -> BoxFuture<'static, Result<Box<dyn GridFile>, GridError>> {
         let client = self.client.clone();
         let si = cap

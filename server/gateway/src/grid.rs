@@ -101,6 +101,12 @@ pub trait Grid: Send + Sync + 'static {
         spec: UploadSpec,
         body: ByteStream,
     ) -> BoxFuture<'static, Result<Uploaded, GridError>>;
+
+    /// The grid client behind this grid, if any: directories and mutable files are served
+    /// through it (`None`: those endpoints answer 501).
+    fn grid_client(&self) -> Option<lafs_client::Client> {
+        None
+    }
 }
 
 /// An opened file, read once.

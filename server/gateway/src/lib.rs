@@ -29,6 +29,7 @@
 mod ciphertext;
 mod client_grid;
 mod content;
+mod dirs;
 pub mod download;
 mod error;
 pub mod grid;
@@ -127,6 +128,7 @@ pub fn app(state: AppState) -> Router {
             Method::HEAD,
             Method::PUT,
             Method::POST,
+            Method::DELETE,
             Method::OPTIONS,
         ])
         .allow_headers([header::RANGE, header::CONTENT_TYPE, header::IF_NONE_MATCH])
@@ -142,11 +144,21 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/uri",
             put(uri::put_uri)
-                .post(uri::post_uri)
+                .post(dirs::post_uri)
                 .get(uri::get_uri_query),
         )
         .route("/uri/", put(uri::put_uri).post(uri::post_uri))
-        .route("/uri/{cap}", get(uri::get_cap))
+        .route(
+            "/uri/{cap}",
+            get(uri::get_cap).put(dirs::put_cap).post(dirs::post_cap),
+        )
+        .route(
+            "/uri/{cap}/{*path}",
+            get(dirs::get_path)
+                .put(dirs::put_path)
+                .delete(dirs::delete_path)
+                .post(dirs::post_path),
+        )
         .route("/ciphertext", put(ciphertext::put_ciphertext))
         .route("/ciphertext/{cap}", get(ciphertext::get_ciphertext))
         .layer(DefaultBodyLimit::disable())

@@ -330,6 +330,9 @@ pub(crate) async fn get_cap(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let cap = parse_cap(&cap)?;
+    if crate::dirs::handles(&cap) {
+        return crate::dirs::get_cap(&state, cap, &q).await;
+    }
     match q.get("t").map(String::as_str) {
         None | Some("") => {}
         Some("json") => return info_json(&state, &cap).await,
