@@ -18,6 +18,8 @@ const apiUrl = (path) => new URL(path, location.origin).href;
 
 let current = 0; // increments per opened link: a newer link cancels an older download
 let shownUrl = null;
+/** Timings of the last download/upload in milliseconds (read by the benchmark test). */
+window.lafsTimings = {};
 
 function wasm() {
   return window.wasmBindings;
@@ -168,6 +170,7 @@ function showFile(parts, size, name) {
 async function download(capText, token) {
   const r = new (wasm().FileReader)(capText);
   try {
+    const t0 = performance.now();
     const base = apiUrl(`/ciphertext/${r.verifyCap}`);
     $('file-status').textContent = 'Fetching the file…';
     const ueb = new Uint8Array(await (await fetchOk(`${base}?t=ueb`)).arrayBuffer());
@@ -209,6 +212,7 @@ async function download(capText, token) {
       done += plain.length;
       setProgress(done, size);
     }
+    window.lafsTimings.download = { bytes: size, ms: performance.now() - t0 };
     showFile(parts, size, null);
   } finally {
     r.free();
@@ -268,6 +272,7 @@ async function upload(file) {
     bar.max = Math.max(file.size, 1) * 2;
     bar.value = 0;
     status.textContent = `Encrypting ${file.name} (${formatSize(file.size)})…`;
+    const t0 = performance.now();
     const parts = [];
     for (let off = 0; off < file.size; off += BATCH_BYTES) {
       const chunk = new Uint8Array(await file.slice(off, off + BATCH_BYTES).arrayBuffer());
@@ -275,6 +280,7 @@ async function upload(file) {
       bar.value = Math.min(off + BATCH_BYTES, file.size);
     }
     const body = new Blob(parts);
+    const t1 = performance.now();
     status.textContent = `Uploading ${formatSize(file.size)} of ciphertext…`;
     const verifyCap = await new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
@@ -288,6 +294,8 @@ async function upload(file) {
       xhr.send(body);
     });
     const readCap = w.readCap(verifyCap);
+    const t2 = performance.now();
+    window.lafsTimings.upload = { bytes: file.size, encryptMs: t1 - t0, uploadMs: t2 - t1 };
     const link = `${location.origin}${location.pathname}#${readCap}`;
     $('upload-link').value = link;
     $('upload-open').href = link;
