@@ -57,8 +57,12 @@ impl TestGrid {
         let mut announcers = Vec::new();
         for i in 0..servers {
             let store: Arc<dyn ShareStore> = Arc::new(MemoryStore::new(1 << 30));
-            let state =
-                lafs_storage::AppState::new(lafs_storage::Config::default(), store).unwrap();
+            let config = lafs_storage::Config {
+                accepts_mutable: true,
+                ..lafs_storage::Config::default()
+            };
+            let state = lafs_storage::AppState::new(config, store).unwrap();
+            state.enable_mutable(Arc::new(lafs_storage::MemoryMutableStore::new()));
             let (l, addr) = bind().await;
             let s = stopped(&rx);
             tasks.spawn(async move {
@@ -315,4 +319,54 @@ async fn real_grid_round_trips_ranges_and_ciphertext() {
     assert!(back == plain);
 
     grid.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_and_mutable_files_on_a_real_grid() {
+    let g = TestGrid::start(5).await;
+    let http = &g.http;
+    let base = g.base.clone();
+    let post = |path: String, body: Vec<u8>| {
+        let url = format!("{base}{path}");
+        async move {
+            let r = http.post(url).body(body).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (st, dir) = post("/uri?t=mkdir".into(), Vec::new()).await;
+    assert_eq!(st, 200, "{dir}");
+    let data = vec![9u8; 100_000];
+    let (st, file) = g.put(&format!("/uri/{dir}/sub/x.bin"), data.clone()).await;
+    assert_eq!(st, 404, "no subdirectory yet: {file}");
+    let (st, _) = g.put(&format!("/uri/{dir}/sub?t=mkdir"), Vec::new()).await;
+    assert_eq!(st, 201);
+    let (st, file) = g.put(&format!("/uri/{dir}/sub/x.bin"), data.clone()).await;
+    assert_eq!(st, 201, "{file}");
+    // The path redirects to the file, which reqwest follows.
+    let (st, _, body) = g.get(&format!("/uri/{dir}/sub/x.bin"), None).await;
+    assert_eq!((st, body.len()), (200, data.len()));
+    let (st, _, j) = g.get(&format!("/uri/{dir}/sub?t=json"), None).await;
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_slice(&j).unwrap();
+    assert_eq!(v[1]["children"]["x.bin"][1]["ro_uri"], file.as_str());
+    let (st, _) = post(
+        format!("/uri/{dir}/sub?t=rename&from_name=x.bin&to_name=y.bin"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let r = http
+        .delete(format!("{}/uri/{dir}/sub/y.bin", g.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    // A mutable file, partially rewritten.
+    let (st, m) = post("/uri?t=mutable".into(), b"0123456789".to_vec()).await;
+    assert_eq!(st, 200, "{m}");
+    let (st, _) = g.put(&format!("/uri/{m}?offset=8"), b"AB!".to_vec()).await;
+    assert_eq!(st, 200);
+    let (_, _, body) = g.get(&format!("/uri/{m}"), None).await;
+    assert_eq!(body, b"01234567AB!");
+    g.shutdown().await;
 }
