@@ -13,6 +13,7 @@ mod check;
 mod config;
 mod create;
 mod demo;
+mod dirs;
 mod gateway_client;
 mod get;
 mod keys;
@@ -44,6 +45,22 @@ enum Command {
     /// Run a whole local demo grid in this process: an introducer, storage nodes and a
     /// gateway serving the web UI, all on 127.0.0.1, until Ctrl-C.
     Demo(demo::DemoArgs),
+    /// Create a mutable directory (or, with --immutable DIR, snapshot a local tree) and print
+    /// its cap; with a target, also link it there.
+    Mkdir(dirs::MkdirArgs),
+    /// List a directory.
+    Ls(dirs::LsArgs),
+    /// Copy files or trees between the local disk and the grid (or within the grid).
+    Cp(dirs::CpArgs),
+    /// Move (rename) a directory entry.
+    Mv(dirs::TwoPaths),
+    /// Unlink a directory entry.
+    Rm(dirs::RmArgs),
+    /// Link an existing grid object under another name.
+    Ln(dirs::TwoPaths),
+    /// Manage aliases (NAME: for a directory cap).
+    #[command(subcommand)]
+    Alias(dirs::AliasCmd),
 }
 
 /// Arguments of `lafs create`.
@@ -95,6 +112,13 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Demo(args) => demo::demo(&args),
+        Command::Mkdir(args) => dirs::mkdir(&args),
+        Command::Ls(args) => dirs::ls(&args),
+        Command::Cp(args) => dirs::cp(&args),
+        Command::Mv(args) => dirs::mv(&args),
+        Command::Rm(args) => dirs::rm(&args),
+        Command::Ln(args) => dirs::ln(&args),
+        Command::Alias(cmd) => dirs::alias(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

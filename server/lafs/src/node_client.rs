@@ -59,7 +59,7 @@ impl GridArgs {
     }
 }
 
-fn default_node_dir() -> Result<PathBuf> {
+pub(crate) fn default_node_dir() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set; pass --node DIR")?;
     Ok(PathBuf::from(home).join(".lafs"))
 }

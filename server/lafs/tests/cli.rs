@@ -392,6 +392,9 @@ fn help_lists_only_working_subcommands() {
         .collect();
     assert_eq!(
         commands,
-        vec!["create", "run", "put", "get", "check", "demo", "help"]
+        vec![
+            "create", "run", "put", "get", "check", "demo", "mkdir", "ls", "cp", "mv", "rm", "ln",
+            "alias", "help"
+        ]
     );
 }

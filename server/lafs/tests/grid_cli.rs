@@ -193,3 +193,79 @@ fn put_get_check_on_a_local_grid() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("parsing the cap"));
 }
+
+#[test]
+fn directories_aliases_and_copies_on_a_local_grid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let (_na, urls) = start(&a, "introducer,storage,client", &["--storage-port", "0"]);
+    let intro = urls
+        .iter()
+        .find(|(k, _)| k == "introducer")
+        .unwrap()
+        .1
+        .clone();
+    let mut others = Vec::new();
+    for i in 0..3 {
+        let d = tmp.path().join(format!("s{i}"));
+        others.push(
+            start(
+                &d,
+                "storage",
+                &["--introducer", &intro, "--storage-port", "0"],
+            )
+            .0,
+        );
+    }
+    let node = a.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut v = args.to_vec();
+        v.extend_from_slice(&["--node", node, "-k", "2", "-n", "4", "--happy", "4"]);
+        ok(&lafs(&v, None))
+    };
+
+    let root = run(&["mkdir"]).trim().to_owned();
+    assert!(root.starts_with("lafsdw1"), "{root}");
+    ok(&lafs(
+        &["alias", "add", "home", &root, "--node", node],
+        None,
+    ));
+    assert!(ok(&lafs(&["alias", "list", "--node", node], None)).contains("home: lafsdw1"));
+
+    // A local tree, copied recursively to the grid and back.
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("a.txt"), data(5000)).unwrap();
+    std::fs::write(tree.join("sub/b.bin"), data(70_000)).unwrap();
+    run(&["cp", "-r", tree.to_str().unwrap(), "home:"]);
+    assert_eq!(run(&["ls", "home:"]), "tree/\n");
+    assert_eq!(run(&["ls", "home:tree"]), "a.txt\nsub/\n");
+    let back = tmp.path().join("back");
+    run(&["cp", "-r", "home:tree", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read(back.join("sub/b.bin")).unwrap(), data(70_000));
+    assert_eq!(std::fs::read(back.join("a.txt")).unwrap(), data(5000));
+
+    // mv, ln, rm; paths through the root cap itself.
+    run(&["mv", "home:tree/a.txt", "home:tree/c.txt"]);
+    run(&["ln", "home:tree/c.txt", "home:copy.txt"]);
+    assert_eq!(run(&["ls", "home:"]), "copy.txt\ntree/\n");
+    let one = tmp.path().join("one.txt");
+    run(&["cp", &format!("{root}/tree/c.txt"), one.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&one).unwrap(), data(5000));
+    run(&["rm", "home:tree/c.txt"]);
+    assert_eq!(run(&["ls", "home:tree"]), "sub/\n");
+    assert!(!lafs(&["rm", "home:tree/c.txt", "--node", node], None)
+        .status
+        .success());
+
+    // An immutable snapshot of the local tree, linked into home.
+    let snap = run(&["mkdir", "--immutable", tree.to_str().unwrap(), "home:snap"]);
+    assert!(snap.trim().starts_with("lafsir1"), "{snap}");
+    assert_eq!(run(&["ls", "home:snap"]), "a.txt\nsub/\n");
+    let snap_back = tmp.path().join("snap_back");
+    run(&["cp", "-r", "home:snap", snap_back.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(snap_back.join("sub/b.bin")).unwrap(),
+        data(70_000)
+    );
+}
