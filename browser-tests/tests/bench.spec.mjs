@@ -47,6 +47,23 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
   ]);
   expect(sha(readFileSync(await download.path()))).toBe(sha(original));
 
+  for (const mode of ['webcrypto', 'wasm']) {
+    await page.goto(`${grid.url}/${mode === 'wasm' ? '?crypto=wasm' : ''}`);
+    await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+    await page.evaluate((c) => { location.hash = c; }, cap);
+    await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 600_000 });
+    await expect(page.locator('html')).toHaveAttribute('data-crypto', mode);
+    const d = await page.evaluate(() => window.lafsTimings.download);
+    figures.push([`browser (${mode} AES): download + verify + decrypt (in the page)`, rate(d.bytes, d.ms)]);
+    await page.goto(`${grid.url}/${mode === 'wasm' ? '?crypto=wasm' : ''}`);
+    await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+    await page.locator('#upload-input').setInputFiles({ name: 'b.bin', mimeType: 'application/octet-stream', buffer: original });
+    await expect(page.locator('html')).toHaveAttribute('data-upload-state', 'done', { timeout: 600_000 });
+    const u = await page.evaluate(() => window.lafsTimings.upload);
+    figures.push([`browser (${mode} AES): encrypt (in the page)`, rate(u.bytes, u.encryptMs)]);
+    figures.push([`browser (${mode} AES): encrypt + upload (in the page)`, rate(u.bytes, u.encryptMs + u.uploadMs)]);
+  }
+
   await page.goto(`${grid.url}/`);
   await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
   t = performance.now();

@@ -68,8 +68,8 @@ async function expectNoSecret(requests, readCap) {
 }
 
 /** Opens a share link and saves the file through the page's download link. */
-async function openAndSave(page, cap) {
-  await page.goto(`${grid.url}/#${cap}`);
+async function openAndSave(page, cap, query = '') {
+  await page.goto(`${grid.url}/${query}#${cap}`);
   await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 60_000 });
   const [download] = await Promise.all([
     page.waitForEvent('download'),
@@ -91,6 +91,7 @@ for (const [name, size] of [['0 bytes', 0], ['1 byte', 1], ['100 KiB', 100 << 10
     if (cap.startsWith('lafsr1')) {
       // The ciphertext came through the verifycap endpoints.
       expect(requests.some((r) => r.url().includes('/ciphertext/lafsv1'))).toBe(true);
+      await expect(page.locator('html')).toHaveAttribute('data-crypto', 'webcrypto');
     }
   });
 }
@@ -206,4 +207,25 @@ test('a file uploaded from the tab comes back byte for byte through lafs get', a
   // The link opens in the page too.
   const saved = await openAndSave(page, cap);
   expect(sha(saved)).toBe(sha(original));
+});
+
+test('the pure wasm AES path (?crypto=wasm) downloads and uploads the same bytes', async ({ page }) => {
+  test.setTimeout(120_000);
+  const original = bytes((2 << 20) + 1234, 77);
+  const cap = grid.put(original);
+  const saved = await openAndSave(page, cap, '?crypto=wasm');
+  await expect(page.locator('html')).toHaveAttribute('data-crypto', 'wasm');
+  expect(sha(saved)).toBe(sha(original));
+
+  await page.goto(`${grid.url}/?crypto=wasm`);
+  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+  await page.locator('#upload-input').setInputFiles({
+    name: 'data.bin',
+    mimeType: 'application/octet-stream',
+    buffer: original,
+  });
+  await expect(page.locator('html')).toHaveAttribute('data-upload-state', 'done', { timeout: 60_000 });
+  await expect(page.locator('html')).toHaveAttribute('data-crypto', 'wasm');
+  const link = await page.locator('#upload-link').inputValue();
+  expect(sha(grid.get(link.slice(link.indexOf('#') + 1)))).toBe(sha(original));
 });

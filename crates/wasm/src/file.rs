@@ -134,6 +134,33 @@ impl FileReader {
     /// not prove to the ciphertext root.
     #[wasm_bindgen(js_name = openSegments)]
     pub fn open_segments(&mut self, first: f64, ciphertext: Vec<u8>) -> Result<Vec<u8>, LafsError> {
+        let start = self.verify(first, &ciphertext)?;
+        let mut buf = ciphertext;
+        decrypt_at(&self.key, start, &mut buf).map_err(Error::from)?;
+        Ok(buf)
+    }
+
+    /// Like [`FileReader::open_segments`] without decrypting: succeeds only if every segment
+    /// verified, and returns the file offset of the first byte (for decrypting elsewhere, e.g.
+    /// with WebCrypto and [`FileReader::web_crypto_key`]).
+    #[wasm_bindgen(js_name = verifySegments)]
+    pub fn verify_segments(&mut self, first: f64, ciphertext: &[u8]) -> Result<f64, LafsError> {
+        // Offsets of files that fit in a browser are far below 2^53: exact as f64.
+        self.verify(first, ciphertext).map(|s| s as f64)
+    }
+
+    /// The raw 16-byte AES-128 key, to import into WebCrypto as a non-extractable `AES-CTR` key
+    /// (counter: the 16-byte big-endian block number, `length: 128`). A secret: it must stay in
+    /// the tab.
+    #[wasm_bindgen(js_name = webCryptoKey)]
+    pub fn web_crypto_key(&self) -> Vec<u8> {
+        self.key.as_bytes().to_vec()
+    }
+}
+
+impl FileReader {
+    /// Checks whole segments from `first` on; the file offset of their first byte.
+    fn verify(&mut self, first: f64, ciphertext: &[u8]) -> Result<u64, LafsError> {
         let ueb = self.ueb.ok_or(Error::InvalidUse)?;
         let first = f64_index(first)?;
         let start = ueb
@@ -142,7 +169,7 @@ impl FileReader {
                 what: format!("segment {first} is past the end of the file"),
             })?
             .start;
-        let mut buf = ciphertext;
+        let buf = ciphertext;
         let mut offset = 0usize;
         let mut segment = first;
         let tree = self.tree.as_mut().ok_or(Error::InvalidUse)?;
@@ -175,8 +202,7 @@ impl FileReader {
                 .into());
             }
         }
-        decrypt_at(&self.key, start, &mut buf).map_err(Error::from)?;
-        Ok(buf)
+        Ok(start)
     }
 }
 
@@ -215,6 +241,13 @@ impl FileWriter {
         let mut buf = data;
         encrypt_at(&self.key, f64_index(offset)?, &mut buf).map_err(Error::from)?;
         Ok(buf)
+    }
+
+    /// The raw 16-byte AES-128 key, to import into WebCrypto (see
+    /// [`FileReader::web_crypto_key`]). A secret: it must stay in the tab.
+    #[wasm_bindgen(js_name = webCryptoKey)]
+    pub fn web_crypto_key(&self) -> Vec<u8> {
+        self.key.as_bytes().to_vec()
     }
 
     /// The readcap (text) for the uploaded file, from the verifycap the gateway answered. The
@@ -287,6 +320,14 @@ mod tests {
         r.add_proof(&proof_json(&ueb, &ct, 4..5)).unwrap();
         let out = r.open_segments(4.0, ct[4 * 4096..].to_vec()).unwrap();
         assert_eq!(out, data[4 * 4096..]);
+        let mut bad = ct[..4096].to_vec();
+        bad[9] ^= 1;
+        assert_eq!(
+            r.verify_segments(0.0, &bad).unwrap_err().code(),
+            "integrity"
+        );
+        r.add_proof(&proof_json(&ueb, &ct, 0..1)).unwrap();
+        assert_eq!(r.verify_segments(0.0, &ct[..4096]), Ok(0.0));
     }
 
     #[test]
