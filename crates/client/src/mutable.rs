@@ -15,16 +15,20 @@
 //! * **Concurrent writers**: a server refusing a write because it holds an equal or higher
 //!   seqnum (409), or two different versions with one seqnum, is
 //!   [`Error::UncoordinatedWrite`]: never silent loss. Recovery: read again, merge, publish.
-//! * **Modify a range / append** read the latest version, splice, and publish it whole (the
-//!   format's in-place patch publishing is not used by this client yet).
+//! * **Modify a range / append** read the latest version, then publish **patches**
+//!   (`plan_update`/`update`: only the touched segments, the tree paths above them, chains
+//!   and headers) to the servers holding that version's shares, after fetching every share's
+//!   block tree. If a share of the version cannot be located, or a newer unrecoverable
+//!   version was seen, they splice and publish whole shares with seqnum = highest seen + 1.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::join_all;
 use lafs_caps::{MutableReadCap, MutableWriteCap, SelectionIndex, StorageIndex};
 use lafs_mutable::{
-    encode_version, new_seed, select_latest, FetchedShare, OsEntropy, ReadKeys, ShareWrite,
-    SignedHeader, VersionInfo, VersionReader, WriteKeys, MAX_PREFIX_LEN,
+    encode_version, new_seed, plan_update, select_latest, update, FetchedShare, Layout, OsEntropy,
+    ReadKeys, ShareWrite, SignedHeader, VersionInfo, VersionReader, VersionState, WriteKeys,
+    MAX_PREFIX_LEN,
 };
 use lafs_proto::mutable::WireWrite;
 use lafs_proto::storage::ErrorCode;
@@ -64,6 +68,8 @@ pub struct MutableContents {
     pub seqnum: u64,
     /// The plaintext.
     pub data: Vec<u8>,
+    /// The version's signed fields.
+    pub info: VersionInfo,
     /// Where the shares are (for a following publish).
     pub located: Located,
 }
@@ -190,6 +196,7 @@ impl Client {
         Ok(MutableContents {
             seqnum: info.seqnum,
             data,
+            info,
             located,
         })
     }
@@ -317,6 +324,16 @@ impl Client {
                 plan.entry(s).or_default().push(wire(w.clone())?);
             }
         }
+        self.send_writes(si, seqnum, plan).await
+    }
+
+    async fn send_writes(
+        &self,
+        si: StorageIndex,
+        seqnum: u64,
+        plan: BTreeMap<ServerId, Vec<WireWrite>>,
+    ) -> Result<u64, Error> {
+        let t = &self.transport;
         let results = join_all(plan.into_iter().map(|(server, writes)| async move {
             (server, t.mutable_write(server, si, writes).await)
         }))
@@ -393,14 +410,17 @@ impl Client {
     ) -> Result<u64, Error> {
         let keys = WriteKeys::for_file(cap);
         let current = self.mutable_read_latest(&keys.read_keys()).await?;
-        let mut contents = current.data;
         let start = usize::try_from(offset).map_err(|_| Error::BadParams("offset too large"))?;
-        if start > contents.len() {
+        if start > current.data.len() {
             return Err(Error::BadParams("offset is past the end of the file"));
         }
         let end = start
             .checked_add(data.len())
             .ok_or(Error::BadParams("offset too large"))?;
+        if let Some(seqnum) = self.mutable_patch(&keys, &current, offset, data).await? {
+            return Ok(seqnum);
+        }
+        let mut contents = current.data;
         if end > contents.len() {
             contents.resize(end, 0);
         }
@@ -414,10 +434,98 @@ impl Client {
     pub async fn append_mutable(&self, cap: &MutableWriteCap, data: &[u8]) -> Result<u64, Error> {
         let keys = WriteKeys::for_file(cap);
         let current = self.mutable_read_latest(&keys.read_keys()).await?;
+        let size = current.data.len() as u64;
+        if let Some(seqnum) = self.mutable_patch(&keys, &current, size, data).await? {
+            return Ok(seqnum);
+        }
         let mut contents = current.data;
         contents.extend_from_slice(data);
         let seqnum = current.located.max_seqnum.saturating_add(1);
         self.mutable_publish(&keys, seqnum, &contents, &current.located)
             .await
+    }
+
+    /// Publishes `data` at `offset` of the version read in `current` as patches to the stored
+    /// shares: only the touched segments, the tree paths above them, the chains and headers
+    /// are sent. Returns `None` (nothing sent) when patching is not possible: a share of the
+    /// version is not located, its block tree cannot be fetched or does not verify, or a
+    /// newer (unrecoverable) version was seen; the caller then publishes whole shares.
+    async fn mutable_patch(
+        &self,
+        keys: &WriteKeys,
+        current: &MutableContents,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Option<u64>, Error> {
+        let info = &current.info;
+        let located = &current.located;
+        if located.max_seqnum != info.seqnum {
+            return Ok(None);
+        }
+        let si = keys.storage_index();
+        let layout = Layout::of(info)?;
+        let n = info.params.n();
+        let mut holders: BTreeMap<u16, Vec<ServerId>> = BTreeMap::new();
+        for (server, h) in &located.headers {
+            if h.info == *info {
+                holders.entry(h.share).or_default().push(*server);
+            }
+        }
+        if (0..n).any(|s| !holders.contains_key(&s)) {
+            return Ok(None);
+        }
+        // Fetch every share's block tree (one holder each, grouped by server).
+        let tree = layout.tree_range();
+        let mut by_server: BTreeMap<ServerId, Vec<ShareRead>> = BTreeMap::new();
+        for (share, servers) in &holders {
+            let (Some(server), Ok(s8)) = (servers.first(), u8::try_from(*share)) else {
+                return Ok(None);
+            };
+            by_server.entry(*server).or_default().push(ShareRead {
+                share: ShareNum(s8),
+                ranges: vec![ReadRange::Span {
+                    offset: tree.start,
+                    length: tree.end - tree.start,
+                }],
+            });
+        }
+        let t = &self.transport;
+        let answers = join_all(by_server.into_iter().map(|(server, reads)| async move {
+            t.mutable_read(server, si, ReadRequest { reads }).await
+        }))
+        .await;
+        let mut trees: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
+        for a in answers {
+            let Ok(pieces) = a else { return Ok(None) };
+            for p in pieces {
+                if let ReadPiece::Data { share, data, .. } = p {
+                    trees.insert(share, data.to_vec());
+                }
+            }
+        }
+        let Ok(state) = VersionState::from_tree_bytes(*info, &trees) else {
+            return Ok(None);
+        };
+        let plan = plan_update(info, offset, data.len() as u64)?;
+        let seg = u64::from(info.params.segment_size());
+        let mut old = BTreeMap::new();
+        for j in plan.need_old {
+            let a = usize::try_from(j * seg).map_err(|_| Error::BadParams("offset too large"))?;
+            let b = usize::try_from(((j + 1) * seg).min(info.file_size))
+                .map_err(|_| Error::BadParams("offset too large"))?;
+            let Some(bytes) = current.data.get(a..b) else {
+                return Ok(None);
+            };
+            old.insert(j, bytes.to_vec());
+        }
+        let up = update(keys, &state, offset, data, &old, &mut OsEntropy)?;
+        let seqnum = up.info.seqnum;
+        let mut plan: BTreeMap<ServerId, Vec<WireWrite>> = BTreeMap::new();
+        for w in up.writes {
+            for s in holders.get(&w.share()).into_iter().flatten() {
+                plan.entry(*s).or_default().push(wire(w.clone())?);
+            }
+        }
+        self.send_writes(si, seqnum, plan).await.map(Some)
     }
 }

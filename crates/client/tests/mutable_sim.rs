@@ -168,3 +168,39 @@ fn read_only_servers_get_no_new_shares() {
     assert_eq!(servers.len(), 1);
     assert_eq!(got.data, b"all on one");
 }
+
+#[test]
+fn small_changes_are_published_as_patches() {
+    let grid = Arc::new(SimGrid::new(10, 6));
+    let c = client(&grid);
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+    let cap = block_on(c.create_mutable(&data)).unwrap();
+    let whole = grid.total().write_bytes;
+    grid.reset_counters();
+    assert_eq!(
+        block_on(c.write_mutable_at(&cap, 50_000, b"0123456789")).unwrap(),
+        2
+    );
+    let patched = grid.total().write_bytes;
+    assert!(
+        patched * 10 < whole,
+        "patch wrote {patched} bytes, whole publish {whole}"
+    );
+    grid.reset_counters();
+    assert_eq!(block_on(c.append_mutable(&cap, b"tail")).unwrap(), 3);
+    let appended = grid.total().write_bytes;
+    assert!(appended * 10 < whole, "append wrote {appended} bytes");
+    let mut expected = data;
+    expected[50_000..50_010].copy_from_slice(b"0123456789");
+    expected.extend_from_slice(b"tail");
+    let got = block_on(c.read_mutable(&cap.read_cap())).unwrap();
+    assert_eq!((got.seqnum, got.data), (3, expected));
+    // With a share missing, the change falls back to a whole publish and still works.
+    grid.set_knobs(0, |k| k.dead = true);
+    assert_eq!(block_on(c.write_mutable_at(&cap, 0, b"X")).unwrap(), 4);
+    grid.set_knobs(0, |k| k.dead = false);
+    assert_eq!(
+        block_on(c.read_mutable(&cap.read_cap())).unwrap().data[0],
+        b'X'
+    );
+}
