@@ -189,6 +189,7 @@ fn small_changes_are_published_as_patches() {
     grid.reset_counters();
     assert_eq!(block_on(c.append_mutable(&cap, b"tail")).unwrap(), 3);
     let appended = grid.total().write_bytes;
+    eprintln!("100 kB file, 3-of-10, 4 KiB segments: whole publish {whole} B, 10-byte patch {patched} B, 4-byte append {appended} B");
     assert!(appended * 10 < whole, "append wrote {appended} bytes");
     let mut expected = data;
     expected[50_000..50_010].copy_from_slice(b"0123456789");
