@@ -431,6 +431,23 @@ async fn policy_errors() {
 #[ignore = "timing; run by hand in release mode"]
 async fn write_timing() {
     let server = server_with(mutable_config(), true).await;
+    time_patches(&server, "memory store").await;
+    server.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::new(
+        mutable_config(),
+        Arc::new(FsStore::open(dir.path().join("store"), FsOptions::default()).unwrap()),
+    )
+    .unwrap();
+    state.enable_mutable(Arc::new(
+        FsMutableStore::open(dir.path().join("mutable")).unwrap(),
+    ));
+    let server = TestServer::start(state).await;
+    time_patches(&server, "FsMutableStore (fsync per share)").await;
+    server.stop().await;
+}
+
+async fn time_patches(server: &TestServer, label: &str) {
     let c = server.client(6);
     let mut rng = TestEntropy(17);
     let cap = MutableWriteCap::new(new_seed(&mut rng).unwrap());
@@ -463,8 +480,7 @@ async fn write_timing() {
     }
     let per_req = t.elapsed() / n as u32;
     println!(
-        "patch of one 4 KiB segment on 10 shares in one request: {per_req:?} per request ({:?} per share write), memory store",
+        "patch of one 4 KiB segment on 10 shares in one request: {per_req:?} per request ({:?} per share write), {label}",
         per_req / 10
     );
-    server.stop().await;
 }
