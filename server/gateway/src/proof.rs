@@ -158,7 +158,13 @@ async fn proof_from_share(
         }
     }
     let merged = merge(ranges);
-    let bufs = file.read_share(share, merged.clone()).await?;
+    // A proof may need no stored node at all (e.g. a one-segment file, whose only node is the
+    // root from the UEB): then there is nothing to read, and a read of zero ranges is invalid.
+    let bufs = if merged.is_empty() {
+        Vec::new()
+    } else {
+        file.read_share(share, merged.clone()).await?
+    };
     let mut out = Vec::with_capacity(nodes.len());
     for n in nodes {
         if n.0 == 0 {
