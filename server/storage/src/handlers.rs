@@ -22,8 +22,8 @@ use lafs_proto::signing::{
 };
 use lafs_proto::storage::{
     AdvisoryRequest, AllocateRequest, AllocateResponse, Capacity, FinishRequest, FinishResponse,
-    Limits, SharesResponse, VersionResponse, WriteResponse, MAX_ADVISORY_REASON, PROTOCOL,
-    READ_RESPONSE_MEDIA_TYPE,
+    Limits, ShareInfo, SharesResponse, VersionResponse, WriteResponse, MAX_ADVISORY_REASON,
+    PROTOCOL, READ_RESPONSE_MEDIA_TYPE,
 };
 use lafs_proto::{AccountId, ShareNum, StorageIndex, UploadId};
 use serde::Serialize;
@@ -315,8 +315,33 @@ async fn read(
     let held = blocking(move || store.list_shares(&si))
         .await?
         .map_err(|e| ApiError::from_store(e, "listing shares"))?;
-    // Resolve every range first: reject unsatisfiable and oversize requests before any IO.
-    let mut plan: Vec<(ShareNum, Option<PlannedRead>)> = Vec::new();
+    let (plan, total) = plan_reads(&req, &held, "share", cfg.max_read_bytes)?;
+    let store = Arc::clone(st.store());
+    let out = blocking(move || {
+        assemble_read(plan, total, |share, off, n| {
+            store.read_share(&si, share, off, n)
+        })
+    })
+    .await?
+    .map_err(|e| ApiError::from_store(e, "reading shares"))?;
+    Metrics::add(&st.metrics().bytes_out, total);
+    Ok(read_response(out))
+}
+
+/// A multi-range read resolved against the shares held: per requested range, the share and,
+/// if the share is held, `(offset, length, share length)`.
+type ReadPlan = Vec<(ShareNum, Option<PlannedRead>)>;
+
+/// Resolves every range of `req` against the shares held (immutable or mutable alike), so that
+/// unsatisfiable and oversize requests are rejected before any IO. Returns the plan and the
+/// total number of data bytes it will return. `kind` names the shares in error messages.
+pub(super) fn plan_reads(
+    req: &ReadRequest,
+    held: &[ShareInfo],
+    kind: &str,
+    max_read_bytes: u64,
+) -> Result<(ReadPlan, u64), ApiError> {
+    let mut plan = Vec::new();
     let mut total: u64 = 0;
     for r in &req.reads {
         let len = held.iter().find(|s| s.share == r.share).map(|s| s.length);
@@ -326,7 +351,7 @@ async fn read(
                 Some(share_len) => {
                     let (off, n) = range.resolve(share_len).ok_or_else(|| {
                         ApiError::range(format!(
-                            "range {range:?} is outside share {} of {share_len} bytes",
+                            "range {range:?} is outside {kind} {} of {share_len} bytes",
                             r.share
                         ))
                     })?;
@@ -336,47 +361,54 @@ async fn read(
             }
         }
     }
-    if total > cfg.max_read_bytes {
+    if total > max_read_bytes {
         return Err(ApiError::bad_request(format!(
-            "request asks for {total} bytes; the limit per read request is {}",
-            cfg.max_read_bytes
+            "request asks for {total} bytes; the limit per read request is {max_read_bytes}"
         )));
     }
-    let store = Arc::clone(st.store());
-    let out = blocking(move || -> Result<Vec<u8>, StoreError> {
-        let parts = u32::try_from(plan.len()).unwrap_or(u32::MAX);
-        let cap = 12 + plan.len() * 24 + usize::try_from(total).unwrap_or(0);
-        let mut out = Vec::with_capacity(cap);
-        out.extend_from_slice(&encode_preamble(parts));
-        for (share, p) in plan {
-            match p {
-                None => out.extend_from_slice(&encode_absent_header(share)),
-                Some((off, n, share_len)) => {
-                    let data = store.read_share(&si, share, off, n)?;
-                    if data.len() as u64 != n {
-                        return Err(StoreError::Io(format!(
-                            "share {share} of {si:?} shorter than listed"
-                        )));
-                    }
-                    // n <= max_read_bytes, which is far below 4 GiB in any sane config; a
-                    // larger value is clamped and caught by the length check above.
-                    let n32 = u32::try_from(n).unwrap_or(u32::MAX);
-                    out.extend_from_slice(&encode_data_header(share, off, n32, share_len));
-                    out.extend_from_slice(&data);
+    Ok((plan, total))
+}
+
+/// Builds the binary read response (`lafs_proto::read`) for `plan`, reading each held range
+/// with `read(share, offset, length)`. Runs on a blocking thread.
+pub(super) fn assemble_read(
+    plan: ReadPlan,
+    total: u64,
+    mut read: impl FnMut(ShareNum, u64, u64) -> Result<Vec<u8>, StoreError>,
+) -> Result<Vec<u8>, StoreError> {
+    let parts = u32::try_from(plan.len()).unwrap_or(u32::MAX);
+    let cap = 12 + plan.len() * 24 + usize::try_from(total).unwrap_or(0);
+    let mut out = Vec::with_capacity(cap);
+    out.extend_from_slice(&encode_preamble(parts));
+    for (share, p) in plan {
+        match p {
+            None => out.extend_from_slice(&encode_absent_header(share)),
+            Some((off, n, share_len)) => {
+                let data = read(share, off, n)?;
+                if data.len() as u64 != n {
+                    return Err(StoreError::Io(format!(
+                        "share {share} is shorter than listed"
+                    )));
                 }
+                // n <= max_read_bytes, which is far below 4 GiB in any sane config; a
+                // larger value is clamped and caught by the length check above.
+                let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+                out.extend_from_slice(&encode_data_header(share, off, n32, share_len));
+                out.extend_from_slice(&data);
             }
         }
-        Ok(out)
-    })
-    .await?
-    .map_err(|e| ApiError::from_store(e, "reading shares"))?;
-    Metrics::add(&st.metrics().bytes_out, total);
-    let mut resp = (StatusCode::OK, out).into_response();
+    }
+    Ok(out)
+}
+
+/// A 200 response carrying an assembled read body.
+pub(super) fn read_response(body: Vec<u8>) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(READ_RESPONSE_MEDIA_TYPE),
     );
-    Ok(resp)
+    resp
 }
 
 async fn get_share(

@@ -6,25 +6,24 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use lafs_proto::mutable::{
     decode_writes, MutableWriteResponse, ShareWriteResult, WireWrite, WriteOutcome,
 };
-use lafs_proto::read::{encode_absent_header, encode_data_header, encode_preamble, ReadRequest};
-use lafs_proto::storage::{ErrorCode, SharesResponse, READ_RESPONSE_MEDIA_TYPE};
+use lafs_proto::read::ReadRequest;
+use lafs_proto::storage::{ErrorCode, SharesResponse};
 use lafs_proto::{ShareNum, StorageIndex};
 
 use super::{
-    authenticate, blocking, json, parse_json, parse_si, path_error, read_body, refuse_if_read_only,
-    PlannedRead, JSON_LIMIT,
+    assemble_read, authenticate, blocking, json, parse_json, parse_si, path_error, plan_reads,
+    read_body, read_response, refuse_if_read_only, JSON_LIMIT,
 };
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::mutable::MutableShares;
-use crate::store::StoreError;
 use crate::AppState;
 
 /// Framing overhead allowed on top of `max_request_body` for a write request.
@@ -87,64 +86,15 @@ async fn read(
     let held = blocking(move || store.list(&si))
         .await?
         .map_err(|e| ApiError::from_store(e, "listing mutable shares"))?;
-    let mut plan: Vec<(ShareNum, Option<PlannedRead>)> = Vec::new();
-    let mut total: u64 = 0;
-    for r in &req.reads {
-        let len = held.iter().find(|s| s.share == r.share).map(|s| s.length);
-        for range in &r.ranges {
-            match len {
-                None => plan.push((r.share, None)),
-                Some(share_len) => {
-                    let (off, n) = range.resolve(share_len).ok_or_else(|| {
-                        ApiError::range(format!(
-                            "range {range:?} is outside mutable share {} of {share_len} bytes",
-                            r.share
-                        ))
-                    })?;
-                    total = total.saturating_add(n);
-                    plan.push((r.share, Some((off, n, share_len))));
-                }
-            }
-        }
-    }
-    if total > cfg.max_read_bytes {
-        return Err(ApiError::bad_request(format!(
-            "request asks for {total} bytes; the limit per read request is {}",
-            cfg.max_read_bytes
-        )));
-    }
+    let (plan, total) = plan_reads(&req, &held, "mutable share", cfg.max_read_bytes)?;
     let store = Arc::clone(&m.store);
-    let out = blocking(move || -> Result<Vec<u8>, StoreError> {
-        let parts = u32::try_from(plan.len()).unwrap_or(u32::MAX);
-        let mut out = Vec::new();
-        out.extend_from_slice(&encode_preamble(parts));
-        for (share, p) in plan {
-            match p {
-                None => out.extend_from_slice(&encode_absent_header(share)),
-                Some((off, n, share_len)) => {
-                    let data = store.read(&si, share, off, n)?;
-                    if data.len() as u64 != n {
-                        return Err(StoreError::Io(format!(
-                            "mutable share {share} shorter than listed"
-                        )));
-                    }
-                    let n32 = u32::try_from(n).unwrap_or(u32::MAX);
-                    out.extend_from_slice(&encode_data_header(share, off, n32, share_len));
-                    out.extend_from_slice(&data);
-                }
-            }
-        }
-        Ok(out)
+    let out = blocking(move || {
+        assemble_read(plan, total, |share, off, n| store.read(&si, share, off, n))
     })
     .await?
     .map_err(|e| ApiError::from_store(e, "reading mutable shares"))?;
     Metrics::add(&st.metrics().bytes_out, total);
-    let mut resp = (StatusCode::OK, out).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(READ_RESPONSE_MEDIA_TYPE),
-    );
-    Ok(resp)
+    Ok(read_response(out))
 }
 
 fn to_share_write(w: WireWrite) -> lafs_mutable::ShareWrite {
