@@ -439,6 +439,20 @@ impl Decoder {
                 .into_iter()
                 .find(|s| tried.iter().all(|(t, _)| t != s));
             let (Some(share), Some(tree)) = (next, self.ciphertext_tree.as_ref()) else {
+                // With proofs from only one share, a corrupt copy of the ciphertext tree in that
+                // share cannot be told apart from an inconsistent upload: ask for more shares
+                // (recoverable) instead of blaming the uploader.
+                if fetch.tried.len() < 2 {
+                    let usable = self
+                        .shares
+                        .keys()
+                        .filter(|s| !self.bad.contains(s) && !self.unavailable.contains(s))
+                        .count();
+                    return Err(Error::NotEnoughShares {
+                        need: ueb.params.k(),
+                        usable: u16::try_from(usable).unwrap_or(u16::MAX),
+                    });
+                }
                 let e = Error::InconsistentEncoding { segment };
                 self.failed = Some(e.clone());
                 return Err(e);
