@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Property tests draw their cases from this seed, so every run (and CI) tests the same cases;
+# set PROPTEST_RNG_SEED to explore others.
+export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261125}"
 
 step() { printf '\n==> %s\n' "$*"; }
 t0=$(date +%s)

@@ -103,7 +103,13 @@ impl TestGrid {
         });
         Self {
             base: format!("http://{addr}"),
-            http: reqwest::Client::new(),
+            // No connection reuse: the gateway answers a rejected upload before reading its body
+            // and then closes the connection, which a pooled client may race with its next
+            // request (hyper's IncompleteMessage).
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             stop,
             tasks,
             announcers,
