@@ -149,6 +149,59 @@ impl FileReader {
         self.verify(first, ciphertext).map(|s| s as f64)
     }
 
+    /// Like [`FileReader::verify_segments`], with the segment hashes computed by the caller (for
+    /// example with WebCrypto's SHA-256, which is faster than SHA-256 in wasm): `digests` holds
+    /// one 32-byte leaf hash per segment `first, first+1, …`, each
+    /// `SHA-256(segmentHashPrefix() ‖ segment ciphertext)`, and `byte_len` is the number of
+    /// ciphertext bytes they cover, which must be exactly those whole segments.
+    ///
+    /// Each hash must prove to the ciphertext root from the verified UEB through the proofs
+    /// added so far; a wrong hash (wrong bytes hashed) fails and nothing may be decrypted.
+    /// Returns the file offset of the first byte.
+    #[wasm_bindgen(js_name = verifyDigests)]
+    pub fn verify_digests(
+        &mut self,
+        first: f64,
+        digests: &[u8],
+        byte_len: f64,
+    ) -> Result<f64, LafsError> {
+        let ueb = self.ueb.ok_or(Error::InvalidUse)?;
+        let first = f64_index(first)?;
+        let byte_len = f64_index(byte_len)?;
+        if digests.len() % Hash::LEN != 0 {
+            return Err(Error::InvalidUse.into());
+        }
+        let count = (digests.len() / Hash::LEN) as u64;
+        let covered = match (ueb.segment_range(first), count) {
+            (Some(a), 1..) => ueb
+                .segment_range(first + count - 1)
+                .map(|b| (a.start, b.end - a.start)),
+            _ => None,
+        };
+        let Some((start, len)) = covered else {
+            return Err(Error::Integrity {
+                what: format!("segments {first}..{} are not in the file", first + count),
+            }
+            .into());
+        };
+        if len != byte_len {
+            return Err(Error::Integrity {
+                what: format!(
+                    "{byte_len} bytes are not whole segments {first}..{} ({len} bytes)",
+                    first + count
+                ),
+            }
+            .into());
+        }
+        let hashes = digests
+            .chunks_exact(Hash::LEN)
+            .filter_map(Hash::from_slice)
+            .enumerate()
+            .map(|(i, h)| (first + i as u64, h));
+        self.check_leaves(hashes)?;
+        Ok(start as f64)
+    }
+
     /// The raw 16-byte AES-128 key, to import into WebCrypto as a non-extractable `AES-CTR` key
     /// (counter: the 16-byte big-endian block number, `length: 128`). A secret: it must stay in
     /// the tab.
@@ -156,6 +209,19 @@ impl FileReader {
     pub fn web_crypto_key(&self) -> Vec<u8> {
         self.key.as_bytes().to_vec()
     }
+}
+
+/// The bytes that precede a segment's ciphertext in its leaf hash: `u8(len(tag)) ‖ tag` with the
+/// tag `lafs/v1/immutable/ciphertext-segment` (`docs/spec/hashtree.md`). SHA-256 of this prefix
+/// followed by the segment is the leaf that [`FileReader::verify_digests`] expects.
+#[wasm_bindgen(js_name = segmentHashPrefix)]
+pub fn segment_hash_prefix() -> Vec<u8> {
+    let tag = CIPHERTEXT_SEGMENT_TAG.as_bytes();
+    let mut out = Vec::with_capacity(tag.len() + 1);
+    // The tag is a 36-byte constant: its length fits the one-byte prefix.
+    out.push(u8::try_from(tag.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(tag);
+    out
 }
 
 impl FileReader {
@@ -172,8 +238,7 @@ impl FileReader {
         let buf = ciphertext;
         let mut offset = 0usize;
         let mut segment = first;
-        let tree = self.tree.as_mut().ok_or(Error::InvalidUse)?;
-        let mut leaves = Vec::new();
+        let mut hashes = Vec::new();
         while offset < buf.len() {
             let range = ueb.segment_range(segment).ok_or(Error::Integrity {
                 what: format!("more bytes than the file has after segment {segment}"),
@@ -185,14 +250,28 @@ impl FileReader {
                 }
                 .into());
             };
+            hashes.push((segment, tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[bytes])));
+            offset += len;
+            segment += 1;
+        }
+        self.check_leaves(hashes)?;
+        Ok(start)
+    }
+
+    /// Adds the leaf hashes of segments to the tree; succeeds only if every one is verified
+    /// against the root (through the proofs added before).
+    fn check_leaves(
+        &mut self,
+        hashes: impl IntoIterator<Item = (u64, Hash)>,
+    ) -> Result<(), LafsError> {
+        let tree = self.tree.as_mut().ok_or(Error::InvalidUse)?;
+        let mut leaves = Vec::new();
+        for (segment, hash) in hashes {
             let leaf = usize::try_from(segment).map_err(|_| Error::InvalidUse)?;
-            let hash = tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[bytes]);
             tree.add_leaf(leaf, hash).map_err(|_| Error::Integrity {
                 what: format!("segment {segment} does not match the file's hash tree"),
             })?;
             leaves.push(leaf);
-            offset += len;
-            segment += 1;
         }
         for leaf in leaves {
             if tree.verified_leaf(leaf).is_none() {
@@ -202,7 +281,7 @@ impl FileReader {
                 .into());
             }
         }
-        Ok(start)
+        Ok(())
     }
 }
 
@@ -328,6 +407,66 @@ mod tests {
         );
         r.add_proof(&proof_json(&ueb, &ct, 0..1)).unwrap();
         assert_eq!(r.verify_segments(0.0, &ct[..4096]), Ok(0.0));
+    }
+
+    /// SHA-256(prefix ‖ segment) of each segment, as the page computes it with WebCrypto.
+    fn digests(ct: &[u8], seg: usize) -> Vec<u8> {
+        use sha2::{Digest, Sha256};
+        ct.chunks(seg)
+            .flat_map(|s| {
+                let mut h = Sha256::new();
+                h.update(segment_hash_prefix());
+                h.update(s);
+                h.finalize().to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn digests_from_the_page_are_checked_against_the_tree() {
+        let (mut r, _, ct, ueb) = setup(20_000);
+        r.set_ueb(&ueb.to_bytes()).unwrap();
+        let d = digests(&ct, 4096);
+        assert_eq!(d.len(), 5 * 32);
+        // The prefix is the tagged hash's: the same leaf hashes.
+        assert_eq!(
+            &d[..32],
+            tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[&ct[..4096]]).as_bytes()
+        );
+        // No proof yet: refused.
+        assert_eq!(
+            r.verify_digests(1.0, &d[32..96], 8192.0)
+                .unwrap_err()
+                .code(),
+            "integrity"
+        );
+        r.add_proof(&proof_json(&ueb, &ct, 1..3)).unwrap();
+        // Wrong byte count (not the whole segments) and segments past the end: refused.
+        for (first, hashes, len) in [(1.0, &d[32..96], 8191.0), (4.0, &d[..64], 4096.0 + 3616.0)] {
+            assert_eq!(
+                r.verify_digests(first, hashes, len).unwrap_err().code(),
+                "integrity"
+            );
+        }
+        assert_eq!(r.verify_digests(1.0, &d[32..96], 8192.0), Ok(4096.0));
+        // A digest of other bytes is refused.
+        let mut bad = ct.clone();
+        bad[4 * 4096 + 10] ^= 1;
+        let bad = digests(&bad, 4096);
+        r.add_proof(&proof_json(&ueb, &ct, 4..5)).unwrap();
+        let last = (ct.len() - 4 * 4096) as f64;
+        assert_eq!(
+            r.verify_digests(4.0, &bad[128..], last).unwrap_err().code(),
+            "integrity"
+        );
+        assert_eq!(r.verify_digests(4.0, &d[128..], last), Ok(16384.0));
+        // Not whole hashes.
+        assert_eq!(
+            r.verify_digests(4.0, &d[128..150], last)
+                .unwrap_err()
+                .code(),
+            "invalid-use"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! | `merkleRootHex(leaves)` | [`merkle_root_hex`] | root of the lafs hash tree over 32-byte leaf hashes |
 //! | `version()` | [`version`] | this crate's version |
 //! | `new FileReader(readcap)` | [`FileReader`] | checks a file's UEB, proofs and segments against the cap, decrypts (the page fetches from the gateway's `/ciphertext` endpoints) |
+//! | `segmentHashPrefix()` | [`segment_hash_prefix`] | the bytes before a segment in its leaf hash, for hashing segments with WebCrypto (`FileReader.verifyDigests`) |
 //! | `new FileWriter()` | [`FileWriter`] | random key, encryption, readcap from the gateway's verifycap (`PUT /ciphertext`) |
 //!
 //! # Errors in JavaScript
@@ -64,7 +65,7 @@ mod hash;
 
 pub use cap::{parse_cap, parse_share_link, CapInfo, ShareLink};
 pub use error::{Error, LafsError};
-pub use file::{FileReader, FileWriter};
+pub use file::{segment_hash_prefix, FileReader, FileWriter};
 pub use hash::{merkle_root_hex, tagged_hash_hex};
 
 use wasm_bindgen::prelude::wasm_bindgen;
