@@ -128,6 +128,19 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// The stored share could not be read while checking a write (an IO failure of the
+    /// server's store, not a property of the write).
+    #[error("share {share}: reading stored bytes {start}..{end} failed: {reason}")]
+    StoredShareUnreadable {
+        /// Share number.
+        share: u16,
+        /// Start offset.
+        start: u64,
+        /// End offset.
+        end: u64,
+        /// What failed.
+        reason: String,
+    },
     /// The block-tree root and the share's chain do not lead to the signed root.
     #[error("share {share}: hash chain does not lead to the signed root")]
     ChainMismatch {

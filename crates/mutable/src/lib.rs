@@ -84,4 +84,4 @@ pub use publish::{
     ShareWrite, Update, UpdatePlan, VersionState,
 };
 pub use read::{select_latest, FetchedShare, ReadOutput, Selected, VersionReader};
-pub use validity::{check_write, verify_share, Verdict};
+pub use validity::{check_write, check_write_in, verify_share, StoredShare, Verdict};

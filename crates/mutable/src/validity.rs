@@ -45,11 +45,76 @@ pub enum Verdict {
     },
 }
 
+/// Read access to the share a server holds, for [`check_write_in`]: a server can check a
+/// patch by reading only the few ranges the check needs (header, chain, patched records, tree
+/// paths) instead of loading the whole share.
+pub trait StoredShare {
+    /// The stored share's length in bytes.
+    fn len(&self) -> u64;
+
+    /// Whether the stored share is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Exactly the bytes `range` (the caller keeps it inside `0..len()`). A failure is
+    /// reported as [`Error::StoredShareUnreadable`].
+    fn read_range(&self, range: Range<u64>) -> Result<Cow<'_, [u8]>, Error>;
+}
+
+impl StoredShare for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    fn read_range(&self, range: Range<u64>) -> Result<Cow<'_, [u8]>, Error> {
+        let r = usize::try_from(range.start).unwrap_or(usize::MAX)
+            ..usize::try_from(range.end).unwrap_or(usize::MAX);
+        self.get(r)
+            .map(Cow::Borrowed)
+            .ok_or_else(|| Error::StoredShareUnreadable {
+                share: 0,
+                start: range.start,
+                end: range.end,
+                reason: "outside the stored share".into(),
+            })
+    }
+}
+
+/// `stored.read_range(range)` with errors naming share `slot`.
+fn read_stored<'s>(
+    stored: &'s dyn StoredShare,
+    slot: u16,
+    range: Range<u64>,
+) -> Result<Cow<'s, [u8]>, Error> {
+    let want = range.end.saturating_sub(range.start);
+    let got = stored.read_range(range.clone()).map_err(|e| match e {
+        Error::StoredShareUnreadable {
+            start, end, reason, ..
+        } => Error::StoredShareUnreadable {
+            share: slot,
+            start,
+            end,
+            reason,
+        },
+        other => other,
+    })?;
+    if got.len() as u64 != want {
+        return Err(Error::StoredShareUnreadable {
+            share: slot,
+            start: range.start,
+            end: range.end,
+            reason: format!("{} bytes returned", got.len()),
+        });
+    }
+    Ok(got)
+}
+
 /// The share a write would produce, read through the stored share and the patches without
 /// materialising it.
 struct View<'a> {
     share: u16,
-    base: &'a [u8],
+    base: &'a dyn StoredShare,
     len: u64,
     patches: &'a [Patch],
 }
@@ -63,17 +128,31 @@ impl<'a> View<'a> {
                 available: self.len,
             });
         }
-        let base_len = self.base.len() as u64;
+        let base_len = self.base.len();
         let untouched = r.end <= base_len && !self.touched(&r);
         let (s, e) = (r.start as usize, r.end as usize);
         if untouched {
-            // In range of `base` (checked above), so the slice exists.
-            return Ok(Cow::Borrowed(self.base.get(s..e).unwrap_or_default()));
+            return read_stored(self.base, self.share, r);
         }
         let mut out = vec![0u8; e - s];
-        if r.start < base_len {
-            let be = r.end.min(base_len) as usize;
-            out[..be - s].copy_from_slice(&self.base[s..be]);
+        // Read from the stored share only the parts no patch covers.
+        let mut covered: Vec<(u64, u64)> = self
+            .patches
+            .iter()
+            .map(|p| (p.offset.max(r.start), p.end().min(r.end)))
+            .filter(|(a, b)| a < b)
+            .collect();
+        covered.sort_unstable();
+        let mut at = r.start;
+        let base_end = r.end.min(base_len);
+        for (a, b) in covered.into_iter().chain(core::iter::once((r.end, r.end))) {
+            let gap_end = a.min(base_end);
+            if at < gap_end {
+                let bytes = read_stored(self.base, self.share, at..gap_end)?;
+                let o = (at - r.start) as usize;
+                out[o..o + bytes.len()].copy_from_slice(&bytes);
+            }
+            at = at.max(b);
         }
         for p in self.patches {
             let a = p.offset.max(r.start);
@@ -87,7 +166,7 @@ impl<'a> View<'a> {
     }
 
     fn touched(&self, r: &Range<u64>) -> bool {
-        r.end > self.base.len() as u64
+        r.end > self.base.len()
             || self
                 .patches
                 .iter()
@@ -108,24 +187,46 @@ impl<'a> View<'a> {
 /// [`Verdict::AlreadyStored`], so retries are harmless. Errors say exactly what failed; a
 /// [`Error::SeqnumNotHigher`] means another writer got there first.
 ///
-/// The whole `stored` slice is passed for simplicity, but a patch check reads only the header,
-/// the chain, the patched records and the tree nodes above them (see `docs/spec/mutable.md`).
+/// A patch check reads only the header, the chain, the patched records and the tree nodes
+/// above them (see `docs/spec/mutable.md`); [`check_write_in`] lets a server supply only
+/// those ranges.
 pub fn check_write(
     si: &StorageIndex,
     stored: Option<&[u8]>,
     write: &ShareWrite,
 ) -> Result<Verdict, Error> {
+    let stored = stored.as_ref().map(|s| s as &dyn StoredShare);
+    check_write_in(si, stored, write)
+}
+
+/// [`check_write`] reading the stored share through [`StoredShare`]: a patch check reads
+/// O(patch bytes + log segments) of it, a whole write its header (and, for an equal seqnum,
+/// the whole share to recognise a retry).
+pub fn check_write_in(
+    si: &StorageIndex,
+    stored: Option<&dyn StoredShare>,
+    write: &ShareWrite,
+) -> Result<Verdict, Error> {
     let slot = write.share();
     match write {
         ShareWrite::Whole { data, .. } => {
+            let bytes: &[u8] = data;
             let view = View {
                 share: slot,
-                base: data,
+                base: &bytes,
                 len: data.len() as u64,
                 patches: &[],
             };
             let header = check_whole(si, slot, &view)?;
-            let previous = stored.and_then(|s| SignedHeader::parse(slot, s).ok());
+            // A stored share whose header does not parse may be replaced by a valid one; a
+            // stored share that cannot be read refuses the write (its seqnum is unknown).
+            let previous = match stored {
+                Some(s) => {
+                    let prefix = read_stored(s, slot, 0..HEADER_LEN.min(s.len()))?;
+                    SignedHeader::parse(slot, &prefix).ok()
+                }
+                None => None,
+            };
             let seqnum = header.info.seqnum;
             match previous {
                 Some(p) if p.info.seqnum > seqnum => Err(Error::SeqnumNotHigher {
@@ -134,7 +235,13 @@ pub fn check_write(
                     proposed: seqnum,
                 }),
                 Some(p) if p.info.seqnum == seqnum => {
-                    if stored == Some(data.as_slice()) {
+                    let same = match stored {
+                        Some(s) if s.len() == data.len() as u64 => {
+                            read_stored(s, slot, 0..s.len())?.as_ref() == data.as_slice()
+                        }
+                        _ => false,
+                    };
+                    if same {
                         Ok(Verdict::AlreadyStored { seqnum })
                     } else {
                         Err(Error::SeqnumNotHigher {
@@ -165,7 +272,7 @@ pub fn check_write(
 pub fn verify_share(si: &StorageIndex, share: u16, bytes: &[u8]) -> Result<SignedHeader, Error> {
     let view = View {
         share,
-        base: bytes,
+        base: &bytes,
         len: bytes.len() as u64,
         patches: &[],
     };
@@ -241,7 +348,7 @@ fn check_whole(si: &StorageIndex, slot: u16, view: &View<'_>) -> Result<SignedHe
 fn check_patch(
     si: &StorageIndex,
     slot: u16,
-    stored: &[u8],
+    stored: &dyn StoredShare,
     new_len: u64,
     patches: &[Patch],
 ) -> Result<Verdict, Error> {
@@ -255,7 +362,8 @@ fn check_patch(
             });
         }
     }
-    let old = SignedHeader::parse(slot, stored).map_err(|e| Error::StoredShareCorrupt {
+    let prefix = read_stored(stored, slot, 0..HEADER_LEN.min(stored.len()))?;
+    let old = SignedHeader::parse(slot, &prefix).map_err(|e| Error::StoredShareCorrupt {
         share: slot,
         reason: e.to_string(),
     })?;
@@ -263,7 +371,7 @@ fn check_patch(
         share: slot,
         reason: e.to_string(),
     })?;
-    if old_layout.share_len() != stored.len() as u64 {
+    if old_layout.share_len() != stored.len() {
         return Err(Error::StoredShareCorrupt {
             share: slot,
             reason: "length does not match its header".into(),
@@ -278,11 +386,18 @@ fn check_patch(
     let (header, layout) = header_of(si, slot, &view)?;
     let seqnum = header.info.seqnum;
     if seqnum <= old.info.seqnum {
-        let unchanged = new_len == stored.len() as u64
-            && patches.iter().all(|p| {
-                stored.get(p.offset as usize..p.end() as usize) == Some(p.data.as_slice())
-            });
-        if seqnum == old.info.seqnum && unchanged {
+        let unchanged = || -> Result<bool, Error> {
+            if new_len != stored.len() {
+                return Ok(false);
+            }
+            for p in patches {
+                if read_stored(stored, slot, p.offset..p.end())?.as_ref() != p.data.as_slice() {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        if seqnum == old.info.seqnum && unchanged()? {
             return Ok(Verdict::AlreadyStored { seqnum });
         }
         return Err(Error::SeqnumNotHigher {
@@ -326,14 +441,11 @@ fn check_patch(
             let leaf = tree.leaf(j as usize).unwrap_or_default();
             let unchanged = !changed.contains(&j)
                 && j < old_layout.num_segments
-                && Hash::from_slice(
-                    stored
-                        .get(
-                            old_layout.node_range(old_layout.tree_width() - 1 + j).start as usize..,
-                        )
-                        .and_then(|s| s.get(..HASH_LEN as usize))
-                        .unwrap_or_default(),
-                ) == Some(leaf);
+                && Hash::from_slice(&read_stored(
+                    stored,
+                    slot,
+                    old_layout.node_range(old_layout.tree_width() - 1 + j),
+                )?) == Some(leaf);
             if !unchanged && record_hash(&view.read(layout.record_range(j))?) != leaf {
                 return Err(Error::BlockHashMismatch {
                     share: slot,

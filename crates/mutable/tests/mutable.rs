@@ -406,6 +406,28 @@ fn tampered_patches_are_rejected() {
     );
 }
 
+/// A stored share that counts the bytes a check reads from it.
+struct CountingShare<'a> {
+    bytes: &'a [u8],
+    read: std::cell::Cell<u64>,
+}
+
+impl StoredShare for CountingShare<'_> {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn read_range(
+        &self,
+        range: core::ops::Range<u64>,
+    ) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
+        self.read.set(self.read.get() + (range.end - range.start));
+        Ok(std::borrow::Cow::Borrowed(
+            &self.bytes[range.start as usize..range.end as usize],
+        ))
+    }
+}
+
 /// A 100 MiB file with 1 MiB segments, 3-of-4: changing 10 bytes rewrites one record per share
 /// plus hashes and the header; appending rewrites the last record, the new ones and the tree.
 #[test]
@@ -463,6 +485,18 @@ fn partial_update_of_100_mib_touches_only_changed_segments() {
         let expected = HEADER_LEN + 2 * HASH_LEN + full_record + 8 * HASH_LEN;
         assert_eq!(written, expected, "share {}", wr.share());
         assert!(written * 90 < share_len, "{written} of {share_len}");
+        // The check reads only a few hundred bytes of the stored share (header and tree
+        // nodes beside the path): a server need not load the 35 MB share.
+        let counting = CountingShare {
+            bytes: grid.shares[usize::from(wr.share())].as_deref().unwrap(),
+            read: std::cell::Cell::new(0),
+        };
+        assert!(matches!(
+            check_write_in(&si, Some(&counting), wr).unwrap(),
+            Verdict::Accept { seqnum: 2, .. }
+        ));
+        let read = counting.read.get();
+        assert!(read < 4096, "the check read {read} stored bytes");
         assert!(matches!(
             grid.write(wr).unwrap(),
             Verdict::Accept { seqnum: 2, .. }
