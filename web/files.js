@@ -1,15 +1,31 @@
 // Opening and uploading files in the tab. The wasm module (crates/wasm, `FileReader` and
-// `FileWriter`) holds the key, verifies and decrypts; this script only moves bytes between the
-// gateway's verifycap endpoints (docs/spec/gateway.md, `/ciphertext`) and the page.
+// `FileWriter`) holds the key and decides what is verified; this script moves bytes between the
+// gateway's verifycap endpoints (docs/spec/gateway.md, `/ciphertext`) and the page, and hashes and
+// decrypts with WebCrypto where the browser has it.
+//
+// Files are delivered in one of two ways:
+// * small files (up to INLINE_MAX) are fetched and verified whole when the link is opened, so
+//   nothing of a damaged file is ever shown;
+// * everything else is streamed through the service worker (sw.js): a "Save" link or a media
+//   element's `src` is a virtual URL `lafs-stream/<token>/<name>`, and for each request the worker
+//   pulls verified plaintext of the requested byte range from this page, a few MiB at a time
+//   (serveStream), so memory stays flat whatever the file size and media can seek.
 //
 // What leaves the tab: the verifycap (public), ciphertext, and the selection index (public).
-// Never the readcap or the key: the cap stays in the URL fragment, which browsers do not send.
+// Never the readcap or the key: the cap stays in the URL fragment, which browsers do not send,
+// and the service worker only ever sees random tokens and plaintext.
 
 const MiB = 1024 * 1024;
 /** Bytes of ciphertext fetched (and verified) per request. */
 const BATCH_BYTES = 4 * MiB;
+/** Ciphertext requests kept in flight while a file is read (pipelining). */
+const FETCH_DEPTH = 3;
 /** Text files larger than this are offered as a download only. */
 const MAX_TEXT_SHOWN = 2 * MiB;
+/** Files up to this size are read and verified whole when opened; larger ones are streamed. */
+const INLINE_MAX = 16 * MiB;
+/** Without a service worker, files up to this size are read into memory without asking. */
+const MEMORY_MAX = 256 * MiB;
 
 const $ = (id) => document.getElementById(id);
 
@@ -18,8 +34,12 @@ const apiUrl = (path) => new URL(path, location.origin).href;
 
 let current = 0; // increments per opened link: a newer link cancels an older download
 let shownUrl = null;
+/** The file of the link shown now (an OpenFile), if it is a readcap's. */
+let currentFile = null;
 /** Timings of the last download/upload in milliseconds (read by the benchmark test). */
 window.lafsTimings = {};
+/** Every range the service worker asked for: { start, end, download, state, bytes, ms } (tests). */
+window.lafsStreams = [];
 
 function wasm() {
   return window.wasmBindings;
@@ -55,6 +75,23 @@ async function aesCtr(key, offset, data) {
   return new Uint8Array(await crypto.subtle.encrypt(alg, key, data));
 }
 
+/**
+ * SHA-256(prefix ‖ segment) of each `segSize` piece of `bytes` (WebCrypto). Resolves to an array
+ * of 32-byte digests. WebCrypto copies its input when called, so one scratch buffer serves all.
+ */
+function segmentDigests(prefix, bytes, segSize) {
+  const scratch = new Uint8Array(prefix.length + Math.min(segSize, bytes.length));
+  scratch.set(prefix);
+  const out = [];
+  for (let o = 0; o < bytes.length || (o === 0 && bytes.length === 0); o += segSize) {
+    const seg = bytes.subarray(o, Math.min(o + segSize, bytes.length));
+    scratch.set(seg, prefix.length);
+    out.push(crypto.subtle.digest('SHA-256', scratch.subarray(0, prefix.length + seg.length)));
+    if (bytes.length === 0) break;
+  }
+  return Promise.all(out).then((ds) => ds.map((d) => new Uint8Array(d)));
+}
+
 /** Whether to use WebCrypto: available, not disabled, and agreeing with wasm on a test vector. */
 function useWebCrypto() {
   webCryptoCheck ??= (async () => {
@@ -66,7 +103,14 @@ function useWebCrypto() {
       const data = new Uint8Array(80).map((_, i) => i * 3);
       const ours = w.encrypt(48, data.slice());
       const theirs = await aesCtr(key, 48, data);
-      return ours.length === theirs.length && ours.every((b, i) => b === theirs[i]);
+      const same = (x, y) => x.length === y.length && x.every((b, i) => b === y[i]);
+      // Segment hashes: SHA-256 of the tag prefix and the data must be lafs' tagged hash.
+      const prefix = wasm().segmentHashPrefix();
+      const tag = new TextDecoder().decode(prefix.subarray(1));
+      const [digest] = await segmentDigests(prefix, data, data.length);
+      const want = wasm().taggedHashHex(tag, data);
+      const hex = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+      return same(ours, theirs) && hex === want;
     } catch {
       return false;
     } finally {
@@ -95,17 +139,24 @@ function formatSize(n) {
 function resetFile() {
   if (shownUrl) URL.revokeObjectURL(shownUrl);
   shownUrl = null;
+  currentFile = null;
   $('file').hidden = true;
   $('file-error').hidden = true;
   $('file-view').replaceChildren();
   $('file-download').hidden = true;
   $('file-progress').hidden = true;
   $('file-status').textContent = '';
-  document.documentElement.removeAttribute('data-file-state');
+  const root = document.documentElement;
+  for (const a of ['data-file-state', 'data-delivery', 'data-save-state']) root.removeAttribute(a);
 }
 
 function showFileError(kind, message) {
   $('file-progress').hidden = true;
+  // Whatever was shown of the file goes: it may be damaged.
+  $('file-view').replaceChildren();
+  $('file-download').hidden = true;
+  if (shownUrl) URL.revokeObjectURL(shownUrl);
+  shownUrl = null;
   const box = $('file-error');
   box.dataset.kind = kind;
   $('file-error-title').textContent =
@@ -114,7 +165,7 @@ function showFileError(kind, message) {
       : 'The file could not be fetched';
   $('file-error-message').textContent =
     kind === 'integrity'
-      ? `${message}. Nothing of it is shown: the data is damaged or was tampered with, or the link names another file.`
+      ? `${message}. It is not shown and its delivery was stopped (only bytes that passed the check were ever delivered): the data is damaged or was tampered with, or the link names another file.`
       : message;
   box.hidden = false;
   $('file-status').textContent = '';
@@ -171,113 +222,269 @@ const EXT = {
   'text/plain': 'txt',
 };
 
-/** Shows verified plaintext: inline for text, images, PDF, audio and video; always a download. */
-function showFile(parts, size, name) {
-  const first = parts.find((p) => p.length > 0) ?? new Uint8Array(0);
-  const head = first.subarray(0, 64);
+const nameFor = (type) => `lafs-file${type && EXT[type] ? '.' + EXT[type] : ''}`;
+
+/**
+ * Shows a file: inline for text, images, PDF, audio and video, and a "Save" link. `parts` is
+ * the verified plaintext when it was read whole (small files, literal caps), `head` its first
+ * bytes otherwise. With `file` and a service worker, media, images, PDF and the Save link are
+ * streamed from `file`; else they come from a Blob of `parts`.
+ */
+function showFile({ parts = null, head = null, size, file = null, sw = null }) {
+  head ??= (parts.find((p) => p.length > 0) ?? new Uint8Array(0)).subarray(0, 64);
   let type = sniff(head);
-  if (!type && size > 0 && size <= MAX_TEXT_SHOWN) {
+  let text = null;
+  if (!type && parts && size > 0 && size <= MAX_TEXT_SHOWN) {
     const all = new Uint8Array(size);
     let o = 0;
     for (const p of parts) { all.set(p, o); o += p.length; }
-    if (isText(all)) type = 'text/plain';
+    if (isText(all)) {
+      type = 'text/plain';
+      text = new TextDecoder().decode(all);
+    }
   }
-  const blob = new Blob(parts, { type: type ?? 'application/octet-stream' });
-  shownUrl = URL.createObjectURL(blob);
+  const name = nameFor(type);
+  const streamed = Boolean(file && sw);
+  if (file) {
+    file.type = type ?? 'application/octet-stream';
+    file.name = name;
+  }
+  const blobUrl = () => {
+    shownUrl ??= URL.createObjectURL(new Blob(parts, { type: type ?? 'application/octet-stream' }));
+    return shownUrl;
+  };
+  const src = () => (streamed ? file.url(false) : blobUrl());
   const view = $('file-view');
   let el = null;
   if (type === 'text/plain') {
     el = document.createElement('pre');
-    blob.text().then((t) => { el.textContent = t; });
+    el.textContent = text;
   } else if (type?.startsWith('image/')) {
     el = document.createElement('img');
     el.alt = 'the file';
-    el.src = shownUrl;
+    el.src = src();
   } else if (type === 'application/pdf') {
     el = document.createElement('iframe');
     el.title = 'the file (PDF)';
-    el.src = shownUrl;
+    el.src = src();
   } else if (type?.startsWith('audio/') || type?.startsWith('video/')) {
     el = document.createElement(type.startsWith('audio/') ? 'audio' : 'video');
     el.controls = true;
-    el.src = shownUrl;
+    el.preload = 'metadata';
+    el.src = src();
   }
   if (el) {
     el.id = 'file-inline';
     view.replaceChildren(el);
   }
   const a = $('file-download');
-  a.href = shownUrl;
-  a.download = name ?? `lafs-file${type && EXT[type] ? '.' + EXT[type] : ''}`;
+  if (streamed) {
+    // A navigation (not `download`, which Chromium does not send through service workers) in a
+    // hidden frame: the worker's attachment becomes a download, and the page stays.
+    a.href = file.url(true);
+    a.removeAttribute('download');
+    a.target = 'file-save-frame';
+  } else {
+    a.href = blobUrl();
+    a.download = name;
+    a.removeAttribute('target');
+  }
   a.textContent = `Save the file (${formatSize(size)}${type ? ', ' + type : ''})`;
   a.hidden = false;
   $('file-progress').hidden = true;
-  $('file-status').textContent = `${formatSize(size)}, verified against the cap and decrypted in this tab.`;
+  $('file-status').textContent = parts
+    ? `${formatSize(size)}, verified against the cap and decrypted in this tab.`
+    : `${formatSize(size)}. It is streamed: each piece is verified against the cap and decrypted in this tab as it is played or saved, and never held whole in memory.`;
   $('file').dataset.type = type ?? '';
-  document.documentElement.setAttribute('data-file-state', 'shown');
+  const root = document.documentElement;
+  root.setAttribute('data-delivery', streamed ? 'stream' : 'memory');
+  root.setAttribute('data-file-state', 'shown');
 }
 
-/** Downloads, verifies and decrypts the file of a readcap. */
+/** Without a service worker, a large file is loaded into memory only when asked. */
+function showTooLarge(file, token, why) {
+  $('file-progress').hidden = true;
+  $('file-status').textContent =
+    `This file is ${formatSize(file.size)}. This browser cannot stream it to disk here (${why}), ` +
+    'so it would have to be held whole in this tab\'s memory. `lafs get` can save it instead, or:';
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.id = 'file-load-anyway';
+  button.textContent = `Load ${formatSize(file.size)} into memory anyway`;
+  button.addEventListener('click', () => {
+    $('file-view').replaceChildren();
+    readWhole(file, token, null).catch((e) => fileFailed(e, token));
+  });
+  $('file-view').replaceChildren(button);
+  document.documentElement.setAttribute('data-file-state', 'too-large');
+}
+
+function randomToken() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/** Open files by token: what the service worker may ask this page to stream. */
+const openFiles = new Map();
+
+/**
+ * One readcap's file, open in this page: reads verified plaintext of any byte range, fetching
+ * only the ciphertext of the segments it needs (with their proofs) from the gateway. The wasm
+ * `FileReader` checks every segment against the cap before it is decrypted; after one failed
+ * check the file refuses every further read.
+ */
+class OpenFile {
+  constructor(reader, key, base) {
+    this.r = reader;
+    this.key = key;
+    this.base = base;
+    this.size = reader.fileSize;
+    this.segSize = reader.segmentSize;
+    this.nseg = reader.numSegments;
+    this.prefix = wasm().segmentHashPrefix();
+    this.token = randomToken();
+    this.type = 'application/octet-stream';
+    this.name = 'lafs-file';
+    this.failed = null;
+  }
+
+  /** The service-worker URL of this file (`?download`: saved as an attachment). */
+  url(download) {
+    const path = `lafs-stream/${this.token}/${encodeURIComponent(this.name)}`;
+    return new URL(path + (download ? '?download' : ''), swScope()).href;
+  }
+
+  /** Ciphertext and proof of segments [a, b). */
+  async fetchBatch(a, b, signal) {
+    const start = a * this.segSize;
+    const end = Math.min(b * this.segSize, this.size);
+    // A batch of every segment needs no proof beyond the verified root.
+    const whole = a === 0 && b === this.nseg;
+    const [proof, bytes] = await Promise.all([
+      whole
+        ? '{"proof":[]}'
+        : fetchOk(`${this.base}?t=proof&segments=${a}-${b - 1}`, { signal }).then((x) => x.text()),
+      fetchOk(this.base, { headers: { Range: `bytes=${start}-${end - 1}` }, signal })
+        .then((x) => x.arrayBuffer())
+        .then((x) => new Uint8Array(x)),
+    ]);
+    if (bytes.length !== end - start) {
+      throw new FetchError(`the gateway sent ${bytes.length} bytes instead of ${end - start}`);
+    }
+    return { a, proof, bytes };
+  }
+
+  /** Verifies a fetched batch in wasm and only then decrypts it. */
+  async open({ a, proof, bytes }) {
+    if (this.failed) throw this.failed;
+    try {
+      this.r.addProof(proof);
+      const offset = a * this.segSize;
+      if (this.key && offset % 16 === 0) {
+        // SHA-256 and AES-CTR in WebCrypto; the hashes are checked against the tree in wasm,
+        // and nothing is decrypted unless every segment of the batch proved.
+        const digests = await segmentDigests(this.prefix, bytes, this.segSize);
+        const all = new Uint8Array(digests.length * 32);
+        digests.forEach((d, i) => all.set(d, i * 32));
+        const start = this.r.verifyDigests(a, all, bytes.length);
+        return await aesCtr(this.key, start, bytes);
+      }
+      return this.r.openSegments(a, bytes);
+    } catch (e) {
+      if (e?.code === 'integrity') this.failed = e;
+      throw e;
+    }
+  }
+
+  /** Verified plaintext of bytes [start, end), in pieces of up to BATCH_BYTES. */
+  async *read(start, end) {
+    if (end <= start) return;
+    const seg = this.segSize;
+    const per = Math.max(1, Math.floor(BATCH_BYTES / seg));
+    const last = Math.ceil(end / seg);
+    const batches = [];
+    for (let a = Math.floor(start / seg); a < last; a += per) batches.push([a, Math.min(last, a + per)]);
+    const abort = new AbortController();
+    const inflight = [];
+    let next = 0;
+    const fill = () => {
+      while (inflight.length < FETCH_DEPTH && next < batches.length) {
+        const [a, b] = batches[next++];
+        const p = this.fetchBatch(a, b, abort.signal);
+        p.catch(() => {}); // awaited in order below
+        inflight.push(p);
+      }
+    };
+    try {
+      fill();
+      while (inflight.length > 0) {
+        const batch = await inflight.shift();
+        fill();
+        const plain = await this.open(batch);
+        const off = batch.a * seg;
+        const from = Math.max(0, start - off);
+        const to = Math.min(plain.length, end - off);
+        yield from === 0 && to === plain.length ? plain : plain.subarray(from, to);
+      }
+    } finally {
+      abort.abort();
+    }
+  }
+}
+
+/** Reads a whole file into memory, then shows it. */
+async function readWhole(file, token, sw) {
+  const t0 = performance.now();
+  const parts = [];
+  let done = 0;
+  setProgress(0, file.size);
+  for await (const p of file.read(0, file.size)) {
+    if (token !== current) return;
+    parts.push(p);
+    done += p.length;
+    setProgress(done, file.size);
+  }
+  window.lafsTimings.download = { bytes: file.size, ms: performance.now() - t0 };
+  showFile({ parts, size: file.size, file, sw });
+}
+
+/** Opens the file of a readcap: small files are read whole, larger ones streamed. */
 async function download(capText, token) {
   const r = new (wasm().FileReader)(capText);
-  try {
-    const t0 = performance.now();
-    const fast = await useWebCrypto();
-    const key = fast ? await importAesKey(r.webCryptoKey()) : null;
-    document.documentElement.dataset.crypto = fast ? 'webcrypto' : 'wasm';
-    const base = apiUrl(`/ciphertext/${r.verifyCap}`);
-    $('file-status').textContent = 'Fetching the file…';
-    const ueb = new Uint8Array(await (await fetchOk(`${base}?t=ueb`)).arrayBuffer());
-    r.setUeb(ueb);
-    const size = r.fileSize;
-    const segSize = r.segmentSize;
-    const nseg = r.numSegments;
-    const perBatch = Math.max(1, Math.floor(BATCH_BYTES / segSize));
-    const parts = [];
-    let done = 0;
-    setProgress(0, size);
-    const fetchBatch = (a) => {
-      const b = Math.min(nseg - 1, a + perBatch - 1);
-      const start = a * segSize;
-      const end = Math.min((b + 1) * segSize, size);
-      // A batch of every segment needs no proof beyond the verified root.
-      const whole = a === 0 && b === nseg - 1;
-      return Promise.all([
-        whole
-          ? Promise.resolve('{"proof":[]}')
-          : fetchOk(`${base}?t=proof&segments=${a}-${b}`).then((x) => x.text()),
-        fetchOk(base, { headers: { Range: `bytes=${start}-${end - 1}` } })
-          .then((x) => x.arrayBuffer())
-          .then((x) => new Uint8Array(x)),
-      ]).then(([proof, bytes]) => ({ a, proof, bytes, expected: end - start }));
-    };
-    let next = nseg > 0 ? fetchBatch(0) : null;
-    for (let a = 0; a < nseg; a += perBatch) {
-      const batch = await next;
-      if (token !== current) return;
-      // Fetch the next batch while this one is verified and decrypted.
-      next = a + perBatch < nseg ? fetchBatch(a + perBatch) : null;
-      if (batch.bytes.length !== batch.expected) {
-        throw new FetchError(`the gateway sent ${batch.bytes.length} bytes instead of ${batch.expected}`);
-      }
-      r.addProof(batch.proof);
-      let plain;
-      if (key && (batch.a * segSize) % 16 === 0) {
-        // Verified in wasm first: nothing is decrypted unless every segment proved.
-        const start = r.verifySegments(batch.a, batch.bytes);
-        plain = await aesCtr(key, start, batch.bytes);
-      } else {
-        plain = r.openSegments(batch.a, batch.bytes);
-      }
-      parts.push(plain);
-      done += plain.length;
-      setProgress(done, size);
-    }
-    window.lafsTimings.download = { bytes: size, ms: performance.now() - t0 };
-    showFile(parts, size, null);
-  } finally {
-    r.free();
+  const fast = await useWebCrypto();
+  const key = fast ? await importAesKey(r.webCryptoKey()) : null;
+  document.documentElement.dataset.crypto = fast ? 'webcrypto' : 'wasm';
+  const base = apiUrl(`/ciphertext/${r.verifyCap}`);
+  $('file-status').textContent = 'Fetching the file…';
+  const ueb = new Uint8Array(await (await fetchOk(`${base}?t=ueb`)).arrayBuffer());
+  r.setUeb(ueb);
+  const file = new OpenFile(r, key, base);
+  if (token !== current) return;
+  currentFile = file;
+  // The reader stays open for the page's life: a save in progress goes on after another link
+  // is opened. It holds only the key and the hashes it verified.
+  openFiles.set(file.token, file);
+  const sw = await serviceWorker();
+  if (token !== current) return;
+  sw?.active?.postMessage({ type: 'lafs-register', token: file.token });
+  if (file.size <= INLINE_MAX || (!sw && file.size <= MEMORY_MAX)) {
+    await readWhole(file, token, sw);
+  } else if (!sw) {
+    showTooLarge(file, token, swUnavailable);
+  } else {
+    // Only the start is read now (to tell the type); the rest is streamed on demand.
+    let head = new Uint8Array(0);
+    for await (const p of file.read(0, Math.min(64, file.size))) head = p;
+    if (token !== current) return;
+    showFile({ head, size: file.size, file, sw });
   }
+}
+
+function fileFailed(e, token) {
+  if (token !== current) return;
+  if (e instanceof FetchError) showFileError('fetch', e.message);
+  else if (e?.code === 'integrity') showFileError('integrity', capitalise(String(e.message)));
+  else showFileError('fetch', String(e?.message ?? e));
 }
 
 /** Opens the cap of the current URL fragment, if it names a file this page can read. */
@@ -299,7 +506,7 @@ async function openFragment() {
     if (info.kind === 'literal') {
       // The file is inside the cap: no network at all.
       const data = info.literalData ?? new Uint8Array(0);
-      showFile([data], data.length, null);
+      showFile({ parts: [data], size: data.length });
     } else if (info.kind === 'readcap') {
       await download(info.text, token);
     } else {
@@ -307,13 +514,188 @@ async function openFragment() {
       document.documentElement.removeAttribute('data-file-state');
     }
   } catch (e) {
-    if (token !== current) return;
-    if (e instanceof FetchError) showFileError('fetch', e.message);
-    else if (e?.code === 'integrity') showFileError('integrity', capitalise(String(e.message)));
-    else showFileError('fetch', String(e?.message ?? e));
+    fileFailed(e, token);
   } finally {
     info.free();
   }
+}
+
+// ---- Streaming through the service worker (sw.js) ----
+
+let swPromise = null;
+let swRegistration = null;
+/** Why there is no service worker (shown to the user). */
+let swUnavailable = 'service workers are not available';
+
+function swScope() {
+  return swRegistration?.scope ?? new URL('./', location.href).href;
+}
+
+/**
+ * The service-worker registration once it controls this page, or null if streaming is not
+ * possible here (no service workers: a private window, a policy, an insecure origin; or the page
+ * was opened with `?sw=off`).
+ */
+function serviceWorker() {
+  swPromise ??= (async () => {
+    if (new URLSearchParams(location.search).get('sw') === 'off') {
+      swUnavailable = 'streaming is turned off by ?sw=off';
+      return null;
+    }
+    if (!('serviceWorker' in navigator) || !window.isSecureContext) {
+      swUnavailable = 'service workers are not available: a private window, a setting, or an address that is not https';
+      return null;
+    }
+    const sw = navigator.serviceWorker;
+    const within = (ms, p) => Promise.race([p, new Promise((r) => setTimeout(() => r(null), ms))]);
+    try {
+      await sw.register(new URL('sw.js', location.href), { scope: './' });
+      const reg = await within(10_000, sw.ready);
+      if (reg && !sw.controller) {
+        // First visit, or a forced reload: ask the worker to take this page.
+        const changed = new Promise((r) => sw.addEventListener('controllerchange', r, { once: true }));
+        reg.active?.postMessage({ type: 'lafs-claim' });
+        await within(5_000, changed);
+      }
+      if (!reg || !sw.controller) {
+        swUnavailable = 'the service worker did not start';
+        return null;
+      }
+      swRegistration = reg;
+      return reg;
+    } catch (e) {
+      swUnavailable = `the service worker could not be registered (${e?.message ?? e})`;
+      return null;
+    }
+  })();
+  return swPromise;
+}
+
+/** Messages of a MessagePort as a queue: `next()` resolves to the next one. */
+function portQueue(port) {
+  const queue = [];
+  const waiting = [];
+  port.onmessage = (e) => (waiting.length ? waiting.shift()(e.data) : queue.push(e.data));
+  return () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((r) => waiting.push(r)));
+}
+
+const activeStreams = new Set();
+let keepAliveTimer = null;
+
+/** While a stream runs, the page pings the worker: its message events keep it alive. */
+function keepAlive() {
+  if (keepAliveTimer) return;
+  keepAliveTimer = setInterval(() => {
+    if (activeStreams.size === 0) {
+      clearInterval(keepAliveTimer);
+      keepAliveTimer = null;
+      return;
+    }
+    swRegistration?.active?.postMessage({ type: 'lafs-ping' });
+  }, 10_000);
+}
+
+/**
+ * Answers one request of the service worker for `file` over `port`: the file's size, type and
+ * name, then, for the byte range it asks, one piece of verified plaintext per "pull" (so the
+ * browser's consumption paces the fetching), and "end", or "error" if a check fails.
+ */
+async function serveStream(file, port) {
+  const next = portQueue(port);
+  if (file.failed) {
+    port.postMessage({ type: 'error', message: 'the file failed its integrity check' });
+    port.close();
+    return;
+  }
+  port.postMessage({ type: 'info', size: file.size, mime: file.type, name: file.name });
+  const req = await next();
+  if (req?.type !== 'range') {
+    port.close();
+    return;
+  }
+  const log = {
+    start: req.start, end: req.end, download: Boolean(req.download), state: 'streaming', bytes: 0, ms: 0,
+  };
+  window.lafsStreams.push(log);
+  activeStreams.add(log);
+  keepAlive();
+  const t0 = performance.now();
+  const shown = () => file === currentFile;
+  const total = req.end - req.start;
+  const progress = () => {
+    if (!log.download || !shown()) return;
+    const bar = $('file-progress');
+    bar.hidden = false;
+    bar.max = Math.max(total, 1);
+    bar.value = log.bytes;
+    $('file-status').textContent = log.bytes < total
+      ? `Saving: ${formatSize(log.bytes)} of ${formatSize(total)} verified and decrypted…`
+      : `Saved ${formatSize(total)}: every byte was verified against the cap and decrypted in this tab.`;
+  };
+  if (log.download && shown()) document.documentElement.setAttribute('data-save-state', 'saving');
+  const pieces = file.read(req.start, req.end);
+  try {
+    for (;;) {
+      const m = await next();
+      if (m?.type !== 'pull') {
+        log.state = 'cancelled';
+        break;
+      }
+      const { value, done } = await pieces.next();
+      if (done) {
+        port.postMessage({ type: 'end' });
+        log.state = 'done';
+        break;
+      }
+      // Hand the buffer over without a copy (a piece that is part of a larger one is copied).
+      const buf = value.byteOffset === 0 && value.byteLength === value.buffer.byteLength
+        ? value.buffer
+        : value.slice().buffer;
+      log.bytes += value.length;
+      port.postMessage({ type: 'chunk', data: buf }, [buf]);
+      progress();
+    }
+  } catch (e) {
+    log.state = 'error';
+    port.postMessage({ type: 'error', message: String(e?.message ?? e) });
+    // An integrity failure is shown whatever asked for the bytes; a failed fetch only for a save.
+    if (shown() && (e?.code === 'integrity' || log.download)) fileFailed(e, current);
+  } finally {
+    await pieces.return();
+    log.ms = performance.now() - t0;
+    activeStreams.delete(log);
+    port.close();
+    if (log.state === 'done') {
+      window.lafsTimings.stream = { bytes: total, ms: log.ms, download: log.download };
+      progress();
+      if (log.download && shown()) {
+        $('file-progress').hidden = true;
+        document.documentElement.setAttribute('data-save-state', 'saved');
+      }
+    } else if (log.download && shown() && log.state === 'error') {
+      document.documentElement.setAttribute('data-save-state', 'error');
+    }
+  }
+}
+
+/** Listens for the service worker asking this page for an open file. */
+function setupStreaming() {
+  const sw = navigator.serviceWorker;
+  if (!sw) return;
+  sw.addEventListener('message', (e) => {
+    const m = e.data;
+    const port = e.ports?.[0];
+    if (m?.type !== 'lafs-open' || !port) return;
+    const file = openFiles.get(m.token);
+    if (!file) {
+      port.postMessage({ type: 'unknown' });
+      port.close();
+      return;
+    }
+    serveStream(file, port);
+  });
+  sw.startMessages();
+  serviceWorker(); // register early, so it is ready when a file is opened
 }
 
 function capitalise(s) {
@@ -405,6 +787,7 @@ function setupUpload() {
 }
 
 function start() {
+  setupStreaming();
   setupUpload();
   window.addEventListener('hashchange', openFragment);
   openFragment();
