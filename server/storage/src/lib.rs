@@ -48,7 +48,7 @@ use tokio::task::JoinSet;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
-pub use mutable::{FsMutableStore, MemoryMutableStore, MutableStore};
+pub use mutable::{FsMutableStore, MemoryMutableStore, MutableStore, SharePatch};
 pub use ranges::RangeSet;
 pub use store::{FaultPlan, FaultyStore, FsOptions, FsStore, MemoryStore, ShareStore, StoreError};
 

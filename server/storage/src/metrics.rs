@@ -24,6 +24,8 @@ pub struct Metrics {
     pub advisories: AtomicU64,
     /// Upload sessions discarded after their idle timeout.
     pub uploads_expired: AtomicU64,
+    /// Mutable share bytes written (whole shares and in-place patches; journal excluded).
+    pub mutable_bytes_written: AtomicU64,
 }
 
 impl Metrics {
@@ -67,6 +69,11 @@ impl Metrics {
             "lafs_storage_bytes_out",
             "Share bytes sent in reads.",
             get(&self.bytes_out),
+        );
+        counter(
+            "lafs_storage_mutable_bytes_written",
+            "Mutable share bytes written (whole shares and in-place patches).",
+            get(&self.mutable_bytes_written),
         );
         counter(
             "lafs_storage_shares_finished",

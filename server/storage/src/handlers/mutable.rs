@@ -1,6 +1,8 @@
 //! `/storage/v1/mutable/{si}/...`: list, multi-range read and signed test-and-write of mutable
 //! shares (see `docs/spec/storage-protocol.md`, "Mutable shares").
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -23,7 +25,7 @@ use super::{
 };
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::mutable::MutableShares;
+use crate::mutable::{MutableShares, MutableStore, SharePatch};
 use crate::AppState;
 
 /// Framing overhead allowed on top of `max_request_body` for a write request.
@@ -132,6 +134,9 @@ fn refusal(e: &lafs_mutable::Error) -> ApiError {
         E::PatchWithoutStoredShare { .. } | E::StoredShareCorrupt { .. } => {
             ApiError::conflict(format!("{e}: send the whole share instead"))
         }
+        E::StoredShareUnreadable { .. } => {
+            ApiError::internal("reading a stored mutable share", &e.to_string())
+        }
         other => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::ShareInvalid,
@@ -140,57 +145,143 @@ fn refusal(e: &lafs_mutable::Error) -> ApiError {
     }
 }
 
+/// The stored share a write is checked against, read from the store range by range (a patch
+/// check reads only the header, the chain and the tree nodes it needs).
+struct StoreShare<'a> {
+    store: &'a dyn MutableStore,
+    si: StorageIndex,
+    share: ShareNum,
+    len: u64,
+}
+
+impl lafs_mutable::StoredShare for StoreShare<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_range(
+        &self,
+        range: core::ops::Range<u64>,
+    ) -> Result<Cow<'_, [u8]>, lafs_mutable::Error> {
+        self.store
+            .read(
+                &self.si,
+                self.share,
+                range.start,
+                range.end.saturating_sub(range.start),
+            )
+            .map(Cow::Owned)
+            .map_err(|e| lafs_mutable::Error::StoredShareUnreadable {
+                share: u16::from(self.share.0),
+                start: range.start,
+                end: range.end,
+                reason: e.to_string(),
+            })
+    }
+}
+
 /// Outcome of checking one write, before anything is stored.
 struct Checked {
+    write: lafs_mutable::ShareWrite,
     share: ShareNum,
-    new_bytes: Option<Vec<u8>>,
+    store: bool,
     result: ShareWriteResult,
 }
 
 fn check_all(
-    store: &dyn crate::mutable::MutableStore,
+    store: &dyn MutableStore,
     si: &StorageIndex,
     writes: Vec<WireWrite>,
 ) -> Result<Vec<Checked>, ApiError> {
+    let held: BTreeMap<ShareNum, u64> = store
+        .list(si)
+        .map_err(|e| ApiError::from_store(e, "listing mutable shares"))?
+        .into_iter()
+        .map(|s| (s.share, s.length))
+        .collect();
     let mut out = Vec::with_capacity(writes.len());
     for w in writes {
         let share = w.share();
         let write = to_share_write(w);
-        let stored = store
-            .read_whole(si, share)
-            .map_err(|e| ApiError::from_store(e, "reading a mutable share"))?;
-        let verdict =
-            lafs_mutable::check_write(si, stored.as_deref(), &write).map_err(|e| refusal(&e))?;
-        out.push(match verdict {
+        let stored = held.get(&share).map(|&len| StoreShare {
+            store,
+            si: *si,
+            share,
+            len,
+        });
+        let verdict = lafs_mutable::check_write_in(
+            si,
+            stored.as_ref().map(|s| s as &dyn lafs_mutable::StoredShare),
+            &write,
+        )
+        .map_err(|e| refusal(&e))?;
+        let (stored_now, result) = match verdict {
             lafs_mutable::Verdict::Accept {
                 seqnum, previous, ..
-            } => {
-                let mut bytes = stored.unwrap_or_default();
-                write.apply(&mut bytes).map_err(|e| refusal(&e))?;
-                Checked {
+            } => (
+                true,
+                ShareWriteResult {
                     share,
-                    new_bytes: Some(bytes),
-                    result: ShareWriteResult {
-                        share,
-                        outcome: WriteOutcome::Written,
-                        seqnum,
-                        previous,
-                    },
-                }
-            }
-            lafs_mutable::Verdict::AlreadyStored { seqnum } => Checked {
-                share,
-                new_bytes: None,
-                result: ShareWriteResult {
+                    outcome: WriteOutcome::Written,
+                    seqnum,
+                    previous,
+                },
+            ),
+            lafs_mutable::Verdict::AlreadyStored { seqnum } => (
+                false,
+                ShareWriteResult {
                     share,
                     outcome: WriteOutcome::AlreadyStored,
                     seqnum,
                     previous: Some(seqnum),
                 },
-            },
+            ),
+        };
+        out.push(Checked {
+            write,
+            share,
+            store: stored_now,
+            result,
         });
     }
     Ok(out)
+}
+
+/// Stores the accepted writes: whole shares replaced one by one (each atomically), patches
+/// applied in place together (one journal). Returns the share bytes written.
+fn store_all(
+    store: &dyn MutableStore,
+    si: &StorageIndex,
+    checked: &[Checked],
+) -> Result<u64, ApiError> {
+    let mut written = 0u64;
+    let mut patches = Vec::new();
+    for c in checked.iter().filter(|c| c.store) {
+        match &c.write {
+            lafs_mutable::ShareWrite::Whole { data, .. } => {
+                store
+                    .replace(si, c.share, data)
+                    .map_err(|e| ApiError::from_store(e, "storing a mutable share"))?;
+                written += data.len() as u64;
+            }
+            lafs_mutable::ShareWrite::Patch {
+                new_len,
+                patches: p,
+                ..
+            } => {
+                written += c.write.bytes_written();
+                patches.push(SharePatch {
+                    share: c.share,
+                    new_len: *new_len,
+                    patches: p,
+                });
+            }
+        }
+    }
+    store
+        .patch(si, &patches)
+        .map_err(|e| ApiError::from_store(e, "patching mutable shares"))?;
+    Ok(written)
 }
 
 async fn write(
@@ -232,20 +323,17 @@ async fn write(
     // the second one is checked against the first one's share.
     let _guard = m.lock(si).await;
     let store = Arc::clone(&m.store);
-    let results = blocking(move || -> Result<Vec<ShareWriteResult>, ApiError> {
+    let results = blocking(move || -> Result<(Vec<ShareWriteResult>, u64), ApiError> {
         let checked = check_all(store.as_ref(), &si, writes)?;
-        for c in &checked {
-            if let Some(bytes) = &c.new_bytes {
-                store
-                    .replace(&si, c.share, bytes)
-                    .map_err(|e| ApiError::from_store(e, "storing a mutable share"))?;
-            }
-        }
-        Ok(checked.into_iter().map(|c| c.result).collect())
+        let written = store_all(store.as_ref(), &si, &checked)?;
+        Ok((checked.into_iter().map(|c| c.result).collect(), written))
     })
     .await?;
     let results = match results {
-        Ok(r) => r,
+        Ok((r, written)) => {
+            Metrics::add(&st.metrics().mutable_bytes_written, written);
+            r
+        }
         Err(e) => {
             if e.code == ErrorCode::ShareInvalid {
                 Metrics::add(&st.metrics().shares_invalid, 1);
