@@ -29,13 +29,27 @@ const SUFFIX_LEN: u64 = 4096;
 #[derive(Clone)]
 pub struct ClientGrid {
     client: Client,
+    servers: Option<ServerList>,
 }
+
+/// Lists the storage servers known now: (identity, base URL) pairs.
+pub type ServerList = Arc<dyn Fn() -> Vec<(ServerId, String)> + Send + Sync>;
 
 impl ClientGrid {
     /// A grid over `client`; its configuration gives the happiness threshold and pipeline
     /// settings, each upload its own encoding parameters.
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            servers: None,
+        }
+    }
+
+    /// Names the storage servers behind the client (for example the introducer's live set),
+    /// for `GET /grid/servers`: a browser tab then reads and writes them directly.
+    pub fn with_server_list(mut self, servers: ServerList) -> Self {
+        self.servers = Some(servers);
+        self
     }
 
     /// The client.
@@ -79,6 +93,10 @@ impl GridFile for ClientFile {
 impl Grid for ClientGrid {
     fn grid_client(&self) -> Option<Client> {
         Some(self.client.clone())
+    }
+
+    fn storage_servers(&self) -> Option<Vec<(ServerId, String)>> {
+        self.servers.as_ref().map(|list| list())
     }
 
     fn open(&self, cap: Cap) -> BoxFuture<'static, Result<Box<dyn GridFile>, GridError>> {

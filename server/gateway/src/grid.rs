@@ -107,6 +107,14 @@ pub trait Grid: Send + Sync + 'static {
     fn grid_client(&self) -> Option<lafs_client::Client> {
         None
     }
+
+    /// The storage servers this grid knows now, as (identity, base URL) pairs: public data
+    /// (what the introducer announces), served at `GET /grid/servers` so that a browser can
+    /// talk to the servers itself. `None`: this grid has no storage servers to name (the
+    /// endpoint answers 501).
+    fn storage_servers(&self) -> Option<Vec<(lafs_client::ServerId, String)>> {
+        None
+    }
 }
 
 /// An opened file, read once.

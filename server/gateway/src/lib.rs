@@ -7,6 +7,7 @@
 //! | `GET`/`HEAD /uri/$CAP` | the plaintext, with `Range`; `?t=json` describes the file |
 //! | `GET`/`HEAD /ciphertext/$VERIFYCAP` | verified ciphertext, with `Range`; `?t=ueb`, `?t=json`, `?t=proof&segments=a-b` |
 //! | `PUT /ciphertext?selection_index=…` | store client-encrypted ciphertext; answers the verifycap |
+//! | `GET /grid/servers` | the storage servers' ids and URLs (public), for browsers that talk to them directly |
 //! | `GET /…` | the web app's static files |
 //!
 //! The HTTP layer talks to a [`Grid`]: [`MemoryGrid`] in tests, real storage servers through
@@ -56,7 +57,7 @@ use tokio::task::JoinSet;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeDir;
 
-pub use client_grid::ClientGrid;
+pub use client_grid::{ClientGrid, ServerList};
 pub use error::ApiError;
 pub use grid::{
     BoxFuture, ByteStream, Grid, GridError, GridFile, ShareView, UploadMode, UploadSpec, Uploaded,
@@ -161,6 +162,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/ciphertext", put(ciphertext::put_ciphertext))
         .route("/ciphertext/{cap}", get(ciphertext::get_ciphertext))
+        .route("/grid/servers", get(grid_servers))
         .layer(DefaultBodyLimit::disable())
         .with_state(state.clone());
     let app = match &state.config().static_dir {
@@ -184,6 +186,34 @@ pub fn app(state: AppState) -> Router {
         }),
     };
     app.layer(cors)
+}
+
+/// `GET /grid/servers`: `{"servers": [{"id": <base32 node key>, "url": <base URL>}, …]}`, the
+/// storage servers the grid knows now (public: what the introducer announces to anyone).
+async fn grid_servers(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    match state.grid().storage_servers() {
+        Some(list) => {
+            let servers: Vec<serde_json::Value> = list
+                .into_iter()
+                .map(|(id, url)| serde_json::json!({ "id": id.to_string(), "url": url }))
+                .collect();
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                serde_json::json!({ "servers": servers }).to_string(),
+            )
+                .into_response()
+        }
+        None => (
+            StatusCode::NOT_IMPLEMENTED,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "this gateway's grid names no storage servers\n",
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Clone)]

@@ -211,7 +211,7 @@ async fn run_demo(args: &DemoArgs) -> Result<()> {
     };
     let state = lafs_gateway::AppState::new(
         gateway_config,
-        Arc::new(lafs_gateway::ClientGrid::new(client)),
+        Arc::new(lafs_gateway::ClientGrid::new(client).with_server_list(server_list(&grid))),
     );
     let listener = TcpListener::bind(localhost(args.port))
         .await
@@ -268,4 +268,16 @@ async fn run_demo(args: &DemoArgs) -> Result<()> {
     }
     println!("lafs demo stopped");
     Ok(())
+}
+
+/// The live storage servers of `grid` with their URLs, for the gateway's `GET /grid/servers`.
+fn server_list(grid: &Arc<lafs_netclient::Grid>) -> lafs_gateway::ServerList {
+    use lafs_netclient::Directory;
+    let grid = Arc::clone(grid);
+    Arc::new(move || {
+        grid.servers()
+            .into_iter()
+            .filter_map(|s| grid.url(&s).map(|u| (s, u)))
+            .collect()
+    })
 }
