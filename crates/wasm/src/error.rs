@@ -37,6 +37,61 @@ pub enum Error {
     /// called before its inputs were given, or with a number that is not a valid offset/index.
     #[error("called out of order or with an invalid offset or index")]
     InvalidUse,
+    /// A directory or grid operation failed; `code` says how (see [`Error::code`]), `what`
+    /// explains it (it never holds a cap or key).
+    #[error("{what}")]
+    Grid {
+        /// Stable code: `not-permitted`, `exists`, `no-such-entry`, `bad-name`,
+        /// `not-a-directory`, `not-a-file`, `not-found`, `not-enough-shares`, `no-servers`,
+        /// `conflict`, `unreachable`, `grid`.
+        code: &'static str,
+        /// What happened.
+        what: String,
+    },
+}
+
+impl From<lafs_dirnode::Error> for Error {
+    fn from(e: lafs_dirnode::Error) -> Self {
+        use lafs_dirnode::Error as D;
+        let code = match &e {
+            D::NotPermitted { .. } => "not-permitted",
+            D::AlreadyExists { .. } => "exists",
+            D::NotFound { .. } => "no-such-entry",
+            D::BadName { .. } => "bad-name",
+            D::NotADirectoryCap { .. } => "not-a-directory",
+            _ => "integrity",
+        };
+        if code == "integrity" {
+            return Self::Integrity {
+                what: e.to_string(),
+            };
+        }
+        Self::Grid {
+            code,
+            what: e.to_string(),
+        }
+    }
+}
+
+impl From<lafs_client::Error> for Error {
+    fn from(e: lafs_client::Error) -> Self {
+        use lafs_client::Error as C;
+        let code = match &e {
+            C::Dirnode(d) => return d.clone().into(),
+            C::Codec(c) => return c.clone().into(),
+            C::Cap(c) => return c.clone().into(),
+            C::NotFound { .. } => "not-found",
+            C::NotEnoughShares { .. } => "not-enough-shares",
+            C::NoServers | C::NotHappy { .. } => "no-servers",
+            C::UncoordinatedWrite { .. } => "conflict",
+            C::MutableWrite { .. } => "unreachable",
+            _ => "grid",
+        };
+        Self::Grid {
+            code,
+            what: e.to_string(),
+        }
+    }
 }
 
 impl From<lafs_codec::Error> for Error {
@@ -82,6 +137,7 @@ impl Error {
     /// | `leaf-bytes` | [`Error::LeafBytes`] |
     /// | `integrity` | [`Error::Integrity`] |
     /// | `invalid-use` | [`Error::InvalidUse`] |
+    /// | `not-permitted`, `exists`, `no-such-entry`, `bad-name`, `not-a-directory`, `not-a-file`, `not-found`, `not-enough-shares`, `no-servers`, `conflict`, `unreachable`, `grid` | [`Error::Grid`] |
     pub fn code(&self) -> &'static str {
         use lafs_caps::Error as E;
         match self {
@@ -108,6 +164,7 @@ impl Error {
             Self::LeafBytes { .. } => "leaf-bytes",
             Self::Integrity { .. } => "integrity",
             Self::InvalidUse => "invalid-use",
+            Self::Grid { code, .. } => code,
         }
     }
 }

@@ -59,13 +59,19 @@
 #[cfg(all(feature = "app", target_arch = "wasm32"))]
 mod app;
 mod cap;
+mod dirs;
 mod error;
 mod file;
+#[cfg(target_arch = "wasm32")]
+mod grid;
 mod hash;
 
 pub use cap::{parse_cap, parse_share_link, CapInfo, ShareLink};
+pub use dirs::{parse_server_list, split_base, DirSession};
 pub use error::{Error, LafsError};
 pub use file::{segment_hash_prefix, FileReader, FileWriter};
+#[cfg(target_arch = "wasm32")]
+pub use grid::LafsGrid;
 pub use hash::{merkle_root_hex, tagged_hash_hex};
 
 use wasm_bindgen::prelude::wasm_bindgen;

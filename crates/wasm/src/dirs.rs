@@ -1,0 +1,580 @@
+//! Directories in the tab: open a directory cap at its level, list it, create a child folder,
+//! add a file, read a file — over a grid client whose transport talks to the storage servers
+//! directly (in the browser: [`crate::grid`]'s `fetch` transport).
+//!
+//! Caps never leave the tab: the grid client sends storage indexes, share numbers, signed
+//! (public-key) headers and ciphertext to the storage servers, nothing else. The listing is
+//! handed to JavaScript as JSON text (see [`DirSession::open`] for its shape).
+
+use lafs_caps::{Cap, CapKind, DirWriteCap};
+use lafs_client::{is_dir_cap, Client, OpenedDir, ServerId, UploadOptions};
+use lafs_dirnode::{Directory, Level};
+use lafs_proto::ids::base32_decode;
+use serde_json::{json, Value};
+
+use crate::Error;
+
+/// A directory or file session over one grid client. Cheap to clone.
+#[derive(Clone)]
+pub struct DirSession {
+    client: Client,
+}
+
+impl core::fmt::Debug for DirSession {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DirSession").finish_non_exhaustive()
+    }
+}
+
+/// Parses a cap's text (trimmed).
+fn parse(text: &str) -> Result<Cap, Error> {
+    Ok(text.trim().parse::<Cap>()?)
+}
+
+/// The write cap of a directory, or why there is none.
+fn dir_write_cap(text: &str) -> Result<DirWriteCap, Error> {
+    match parse(text)? {
+        Cap::DirWrite(c) => Ok(c),
+        other if is_dir_cap(&other) || is_verify_dir(&other) => Err(Error::Grid {
+            code: "not-permitted",
+            what: format!("a {} does not allow changing the directory", other.kind()),
+        }),
+        other => Err(Error::Grid {
+            code: "not-a-directory",
+            what: format!("a {} is not a directory cap", other.kind()),
+        }),
+    }
+}
+
+fn is_verify_dir(cap: &Cap) -> bool {
+    matches!(cap.kind(), CapKind::DirVerify | CapKind::ImmutableDirVerify)
+}
+
+/// `"write"`, `"read"` or `"traverse"`.
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Write => "write",
+        Level::Read => "read",
+        Level::Traverse => "traverse",
+    }
+}
+
+/// Whether a child cap (any level) names a directory.
+fn child_is_dir(cap: &Cap) -> bool {
+    is_dir_cap(cap) || is_verify_dir(cap)
+}
+
+/// Whether a child cap names a mutable file or directory.
+fn child_is_mutable(cap: &Cap) -> bool {
+    matches!(
+        cap.kind(),
+        CapKind::MutableWrite
+            | CapKind::MutableRead
+            | CapKind::MutableVerify
+            | CapKind::DirWrite
+            | CapKind::DirRead
+            | CapKind::DirTraverse
+            | CapKind::DirVerify
+    )
+}
+
+/// The size recorded in an entry's metadata (`{"size": N}`), if any.
+fn metadata_size(metadata: &Value) -> Option<u64> {
+    metadata.get("size").and_then(Value::as_u64)
+}
+
+/// One entry of a listing, as JSON (see [`DirSession::open`]).
+fn entry_json(
+    name: Option<&str>,
+    cap: &Cap,
+    metadata: Option<&[u8]>,
+    write_cap: Option<&Cap>,
+) -> Value {
+    let meta: Value = metadata
+        .and_then(|m| serde_json::from_slice(m).ok())
+        .unwrap_or(Value::Null);
+    let literal = match cap {
+        Cap::Literal(l) => Some(l.data().len() as u64),
+        _ => None,
+    };
+    let size = literal.or_else(|| metadata_size(&meta));
+    let verify_cap = cap.verify_cap().map(|v| v.to_string());
+    let shown = write_cap.unwrap_or(cap);
+    json!({
+        "name": name,
+        "kind": if child_is_dir(cap) { "dir" } else { "file" },
+        "mutable": child_is_mutable(cap),
+        "literal": literal.is_some(),
+        "writable": write_cap.is_some(),
+        "cap": shown.to_string(),
+        "capKind": shown.kind().to_string(),
+        "verifyCap": verify_cap,
+        "size": size,
+        "metadata": meta,
+    })
+}
+
+/// The listing of an opened directory at its level, as JSON.
+fn listing_json(cap: &Cap, opened: &OpenedDir) -> Result<Value, Error> {
+    let dir: &Directory = &opened.dir;
+    let level = dir.level();
+    let mut entries = Vec::new();
+    if level >= Level::Read {
+        for e in dir.entries().map_err(Error::from)? {
+            entries.push(entry_json(
+                Some(&e.name),
+                &e.read_cap,
+                Some(&e.metadata),
+                e.write_cap.as_ref(),
+            ));
+        }
+        entries.sort_by(|a, b| {
+            let key = |v: &Value| {
+                (
+                    v["kind"] != "dir",
+                    v["name"].as_str().unwrap_or_default().to_lowercase(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+    } else {
+        for c in dir.traverse_caps().map_err(Error::from)? {
+            entries.push(entry_json(None, &c, None, None));
+        }
+    }
+    // A write cap of a mutable directory may change it; an immutable directory never changes
+    // once stored (its creator's keys count as write level only while it is being built).
+    let writable = matches!(cap, Cap::DirWrite(_));
+    let stats = dir.stats();
+    Ok(json!({
+        "kind": if matches!(cap.kind(), CapKind::ImmutableDirRead | CapKind::ImmutableDirTraverse) {
+            "immutable"
+        } else {
+            "mutable"
+        },
+        "capKind": cap.kind().to_string(),
+        "level": if writable { "write" } else { level_name(level.min(Level::Read)) },
+        "writable": writable,
+        "count": dir.len(),
+        "seqnum": opened.seqnum,
+        "stats": { "files": stats.files, "directories": stats.directories, "bytes": stats.bytes },
+        "entries": entries,
+    }))
+}
+
+/// Parses the gateway's `GET /grid/servers` answer (`docs/spec/gateway.md`) into
+/// (server id, base URL) pairs. Servers with a malformed id or a URL that is not `http(s)://`
+/// are skipped; an answer with no usable server is an error (code `no-servers`).
+pub fn parse_server_list(body: &[u8]) -> Result<Vec<(ServerId, String)>, Error> {
+    let bad = |what: &str| Error::Grid {
+        code: "no-servers",
+        what: what.to_owned(),
+    };
+    let v: Value = serde_json::from_slice(body).map_err(|_| bad("the server list is not JSON"))?;
+    let list = v
+        .get("servers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("the server list has no `servers` array"))?;
+    let mut out: Vec<(ServerId, String)> = Vec::new();
+    for s in list {
+        let (Some(id), Some(url)) = (
+            s.get("id").and_then(Value::as_str),
+            s.get("url").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let Ok(id) = base32_decode::<32>(id, "server id") else {
+            continue;
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            continue;
+        }
+        let id = ServerId(id);
+        if out.iter().all(|(known, _)| *known != id) {
+            out.push((id, url.to_owned()));
+        }
+    }
+    if out.is_empty() {
+        return Err(bad("the gateway knows no storage servers"));
+    }
+    Ok(out)
+}
+
+/// Splits a server's base URL into the URL to prefix request paths with (no trailing `/`)
+/// and its path part (what a signed request's path starts with): `http://h:1/a/` →
+/// (`http://h:1/a`, `/a`).
+pub fn split_base(url: &str) -> (String, String) {
+    let base = url.trim_end_matches('/').to_owned();
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let prefix = base[after_scheme..]
+        .find('/')
+        .map_or(String::new(), |i| base[after_scheme + i..].to_owned());
+    (base, prefix)
+}
+
+impl DirSession {
+    /// A session over `client`.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// The grid client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Opens a directory cap at its level and lists it, as JSON text:
+    ///
+    /// ```json
+    /// {"kind": "mutable"|"immutable", "capKind": "directory writecap", "level": "write"|"read"|"traverse"|"verify",
+    ///  "writable": bool, "count": entries, "seqnum": n|null, "stats": {"files","directories","bytes"},
+    ///  "entries": [{"name": str|null, "kind": "dir"|"file", "mutable": bool, "literal": bool,
+    ///               "writable": bool, "cap": str, "capKind": str, "verifyCap": str|null,
+    ///               "size": n|null, "metadata": any}]}
+    /// ```
+    ///
+    /// Entries are sorted folders first, then by name. `cap` is the strongest cap the holder
+    /// may see: the child's write cap at write level (mutable children), its read cap at read
+    /// level, its traversal cap or verifycap at traversal level (no names then: `name` is
+    /// null, and literal children, which have no shares, are not listed but counted). A
+    /// directory verifycap decrypts nothing: level `"verify"`, no entries, `count` null.
+    pub async fn open(&self, cap_text: &str) -> Result<String, Error> {
+        let cap = parse(cap_text)?;
+        if is_verify_dir(&cap) {
+            return Ok(json!({
+                "kind": if cap.kind() == CapKind::ImmutableDirVerify { "immutable" } else { "mutable" },
+                "capKind": cap.kind().to_string(),
+                "level": "verify",
+                "writable": false,
+                "count": null,
+                "seqnum": null,
+                "stats": null,
+                "entries": [],
+            })
+            .to_string());
+        }
+        if !is_dir_cap(&cap) {
+            return Err(Error::Grid {
+                code: "not-a-directory",
+                what: format!("a {} is not a directory cap", cap.kind()),
+            });
+        }
+        let opened = self.client.open_dir(&cap).await.map_err(Error::from)?;
+        Ok(listing_json(&cap, &opened)?.to_string())
+    }
+
+    /// Creates an empty mutable directory (not linked anywhere); its write cap.
+    pub async fn create_dir(&self) -> Result<String, Error> {
+        Ok(self.client.mkdir().await.map_err(Error::from)?.to_string())
+    }
+
+    /// Creates an empty mutable directory and links it as `name` in the directory of
+    /// `dir_cap` (a directory write cap). Fails with code `exists` if the name is taken.
+    /// Returns the new directory's write cap.
+    pub async fn mkdir(&self, dir_cap: &str, name: &str) -> Result<String, Error> {
+        let parent = dir_write_cap(dir_cap)?;
+        let name = lafs_dirnode::normalize_name(name).map_err(Error::from)?;
+        // Refuse a taken name before creating anything on the grid.
+        let opened = self
+            .client
+            .open_dir(&parent.clone().into())
+            .await
+            .map_err(Error::from)?;
+        if opened.dir.get(&name).is_ok() {
+            return Err(lafs_dirnode::Error::AlreadyExists { name }.into());
+        }
+        let child = self.client.mkdir().await.map_err(Error::from)?;
+        let child_cap: Cap = child.clone().into();
+        self.client
+            .modify_dir(&parent, |d| d.add(&name, &child_cap, b"{}"))
+            .await
+            .map_err(Error::from)?;
+        Ok(child.to_string())
+    }
+
+    /// Encrypts and uploads `data` as an immutable file (a literal cap for at most 55 bytes)
+    /// and links it as `name` in the directory of `dir_cap` (a directory write cap), replacing
+    /// a file of that name (a directory of that name is not replaced: code `exists`). The
+    /// entry's metadata is `{"size": N}`. Returns the file's read cap.
+    pub async fn add_file(&self, dir_cap: &str, name: &str, data: &[u8]) -> Result<String, Error> {
+        let parent = dir_write_cap(dir_cap)?;
+        let name = lafs_dirnode::normalize_name(name).map_err(Error::from)?;
+        let up = self
+            .client
+            .upload_bytes(data, UploadOptions::default())
+            .await
+            .map_err(Error::from)?;
+        let cap = up.cap;
+        let meta = json!({ "size": data.len() as u64 }).to_string();
+        self.client
+            .modify_dir(&parent, |d| {
+                if let Ok(existing) = d.get(&name) {
+                    if child_is_dir(&existing.read_cap) {
+                        return Err(lafs_dirnode::Error::AlreadyExists { name: name.clone() });
+                    }
+                }
+                d.set(&name, &cap, meta.as_bytes())
+            })
+            .await
+            .map_err(Error::from)?;
+        Ok(cap.to_string())
+    }
+
+    /// The whole contents of a file cap: an immutable readcap or literal cap (verified and
+    /// decrypted), or a mutable file's write or read cap (its latest version).
+    pub async fn read_file(&self, cap_text: &str) -> Result<Vec<u8>, Error> {
+        let cap = parse(cap_text)?;
+        match &cap {
+            Cap::MutableWrite(c) => Ok(self
+                .client
+                .read_mutable(&c.read_cap())
+                .await
+                .map_err(Error::from)?
+                .data),
+            Cap::MutableRead(c) => Ok(self.client.read_mutable(c).await.map_err(Error::from)?.data),
+            Cap::ImmutableRead(_) | Cap::Literal(_) => {
+                let mut d = self.client.open(&cap).await.map_err(Error::from)?;
+                Ok(d.read_all().await.map_err(Error::from)?)
+            }
+            other => Err(Error::Grid {
+                code: "not-a-file",
+                what: format!("a {} does not read a file", other.kind()),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+
+    use futures::executor::block_on;
+    use lafs_caps::DirReadCap;
+    use lafs_client::sim::SimGrid;
+    use lafs_client::ClientConfig;
+
+    use super::*;
+
+    fn session() -> DirSession {
+        let grid = Arc::new(SimGrid::new(10, 7));
+        DirSession::new(Client::new(grid, ClientConfig::default()))
+    }
+
+    fn listing(s: &DirSession, cap: &str) -> Value {
+        serde_json::from_str(&block_on(s.open(cap)).unwrap()).unwrap()
+    }
+
+    fn names(v: &Value) -> Vec<String> {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap_or("").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn write_read_traverse_and_verify_levels() {
+        let s = session();
+        let root = block_on(s.create_dir()).unwrap();
+        assert!(root.starts_with("lafsdw1"), "{root}");
+        let sub = block_on(s.mkdir(&root, "photos")).unwrap();
+        let data = vec![7u8; 5000];
+        let file = block_on(s.add_file(&root, "notes.txt", &data)).unwrap();
+        assert!(file.starts_with("lafsr1"), "{file}");
+        block_on(s.add_file(&root, "a-tiny", b"hi")).unwrap();
+        block_on(s.add_file(&sub, "inside.bin", &[1, 2, 3])).unwrap();
+
+        let w = listing(&s, &root);
+        assert_eq!(w["level"], "write");
+        assert_eq!(w["writable"], true);
+        assert_eq!(w["count"], 3);
+        // Folders first, then names.
+        assert_eq!(names(&w), ["photos", "a-tiny", "notes.txt"]);
+        let photos = &w["entries"][0];
+        assert_eq!(photos["kind"], "dir");
+        assert_eq!(photos["cap"], sub.as_str());
+        assert_eq!(w["entries"][1]["literal"], true);
+        assert_eq!(w["entries"][1]["size"], 2);
+        let notes = &w["entries"][2];
+        assert_eq!(notes["kind"], "file");
+        assert_eq!(notes["size"], 5000);
+        assert_eq!(notes["cap"], file.as_str());
+        assert!(notes["verifyCap"].as_str().unwrap().starts_with("lafsv1"));
+        assert_eq!(block_on(s.read_file(&file)).unwrap(), data);
+
+        // Read level: read caps only, no writing.
+        let root_cap: DirWriteCap = root.parse().unwrap();
+        let read: DirReadCap = root_cap.read_cap();
+        let r = listing(&s, &read.to_string());
+        assert_eq!(r["level"], "read");
+        assert_eq!(r["writable"], false);
+        assert_eq!(names(&r), names(&w));
+        let sub_read = r["entries"][0]["cap"].as_str().unwrap();
+        assert!(sub_read.starts_with("lafsdr1"), "{sub_read}");
+        assert_eq!(names(&listing(&s, sub_read)), ["inside.bin"]);
+        let e = block_on(s.mkdir(&read.to_string(), "x")).unwrap_err();
+        assert_eq!(e.code(), "not-permitted");
+        let e = block_on(s.add_file(&read.to_string(), "x", b"data")).unwrap_err();
+        assert_eq!(e.code(), "not-permitted");
+
+        // Traversal level: structure, no names, no read caps.
+        let t = read.traverse_cap().to_string();
+        let tl = listing(&s, &t);
+        assert_eq!(tl["level"], "traverse");
+        assert_eq!(tl["count"], 3);
+        let entries = tl["entries"].as_array().unwrap();
+        // The literal child has no shares and no traversal cap.
+        assert_eq!(entries.len(), 2);
+        for e in entries {
+            assert!(e["name"].is_null());
+            let cap = e["cap"].as_str().unwrap();
+            assert!(
+                cap.starts_with("lafsdt1") || cap.starts_with("lafsv1"),
+                "{cap}"
+            );
+        }
+        let text = tl.to_string();
+        assert!(!text.contains("notes.txt") && !text.contains("photos"));
+        assert!(!text.contains(&file) && !text.contains(&sub));
+
+        // Verify level: nothing decrypted.
+        let v = read.traverse_cap().verify_cap().to_string();
+        let vl = listing(&s, &v);
+        assert_eq!(vl["level"], "verify");
+        assert!(vl["entries"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn server_list_and_base_urls() {
+        let a = ServerId([1; 32]);
+        let b = ServerId([2; 32]);
+        let body = json!({"servers": [
+            {"id": a.to_string(), "url": "http://127.0.0.1:1"},
+            {"id": "not base32", "url": "http://127.0.0.1:9"},
+            {"id": b.to_string(), "url": "javascript:alert(1)"},
+            {"id": b.to_string(), "url": "https://s.example/lafs/"},
+            {"id": b.to_string(), "url": "https://other.example"},
+        ]})
+        .to_string();
+        let list = parse_server_list(body.as_bytes()).unwrap();
+        assert_eq!(
+            list,
+            [
+                (a, "http://127.0.0.1:1".to_owned()),
+                (b, "https://s.example/lafs/".to_owned())
+            ]
+        );
+        for bad in [
+            "",
+            "{}",
+            r#"{"servers": []}"#,
+            r#"{"servers": [{"id": 1}]}"#,
+        ] {
+            assert_eq!(
+                parse_server_list(bad.as_bytes()).unwrap_err().code(),
+                "no-servers"
+            );
+        }
+        assert_eq!(
+            split_base("http://127.0.0.1:1"),
+            ("http://127.0.0.1:1".to_owned(), String::new())
+        );
+        assert_eq!(
+            split_base("https://s.example/lafs/"),
+            ("https://s.example/lafs".to_owned(), "/lafs".to_owned())
+        );
+    }
+
+    #[test]
+    fn names_and_conflicts() {
+        let s = session();
+        let root = block_on(s.create_dir()).unwrap();
+        block_on(s.mkdir(&root, "docs")).unwrap();
+        assert_eq!(
+            block_on(s.mkdir(&root, "docs")).unwrap_err().code(),
+            "exists"
+        );
+        // A file does not replace a folder; it does replace a file.
+        assert_eq!(
+            block_on(s.add_file(&root, "docs", &[0; 100]))
+                .unwrap_err()
+                .code(),
+            "exists"
+        );
+        let first = block_on(s.add_file(&root, "f", &[1; 100])).unwrap();
+        let second = block_on(s.add_file(&root, "f", &[2; 100])).unwrap();
+        assert_ne!(first, second);
+        let l = listing(&s, &root);
+        assert_eq!(l["count"], 2);
+        assert_eq!(l["entries"][1]["cap"], second.as_str());
+        assert_eq!(
+            block_on(s.mkdir(&root, "a/b")).unwrap_err().code(),
+            "bad-name"
+        );
+        assert_eq!(block_on(s.mkdir(&root, "")).unwrap_err().code(), "bad-name");
+        // Not a directory.
+        assert_eq!(
+            block_on(s.open(&first)).unwrap_err().code(),
+            "not-a-directory"
+        );
+        assert_eq!(
+            block_on(s.mkdir(&first, "x")).unwrap_err().code(),
+            "not-a-directory"
+        );
+        assert_eq!(
+            block_on(s.read_file(&root)).unwrap_err().code(),
+            "not-a-file"
+        );
+    }
+
+    #[test]
+    fn immutable_directory_is_read_only() {
+        let s = session();
+        let file = block_on(s.client().upload_bytes(&[5u8; 3000], Default::default()))
+            .unwrap()
+            .cap;
+        let dir = block_on(s.client().mkdir_immutable(&[(
+            "f".to_owned(),
+            file.clone(),
+            b"{}".to_vec(),
+        )]))
+        .unwrap();
+        let l = listing(&s, &dir.to_string());
+        assert_eq!(l["kind"], "immutable");
+        assert_eq!(l["level"], "read");
+        assert_eq!(l["writable"], false);
+        assert_eq!(names(&l), ["f"]);
+        assert_eq!(l["entries"][0]["size"], Value::Null);
+        assert_eq!(
+            block_on(s.mkdir(&dir.to_string(), "x")).unwrap_err().code(),
+            "not-permitted"
+        );
+    }
+
+    #[test]
+    fn mutable_file_children_are_read() {
+        let s = session();
+        let root = block_on(s.create_dir()).unwrap();
+        let m = block_on(s.client().create_mutable(b"version one of a mutable file")).unwrap();
+        let root_cap: DirWriteCap = root.parse().unwrap();
+        block_on(s.client().dir_set(&root_cap, "m", &m.clone().into(), b"{}")).unwrap();
+        let l = listing(&s, &root);
+        assert_eq!(l["entries"][0]["mutable"], true);
+        assert_eq!(l["entries"][0]["writable"], true);
+        let cap = l["entries"][0]["cap"].as_str().unwrap();
+        assert_eq!(
+            block_on(s.read_file(cap)).unwrap(),
+            b"version one of a mutable file"
+        );
+        let r = listing(&s, &root_cap.read_cap().to_string());
+        let rcap = r["entries"][0]["cap"].as_str().unwrap();
+        assert!(rcap.starts_with("lafsmr1"), "{rcap}");
+        assert_eq!(
+            block_on(s.read_file(rcap)).unwrap(),
+            b"version one of a mutable file"
+        );
+    }
+}
