@@ -492,6 +492,8 @@ async function openFragment() {
   const token = ++current;
   resetFile();
   const fragment = location.hash.replace(/^#/, '');
+  // Directory caps are shown by dirs.js (it ignores file caps and hides its view).
+  window.lafsDirs?.route(fragment);
   if (!fragment) return;
   let link;
   try {
