@@ -2,21 +2,30 @@
 //!
 //! No bearer secret ever travels: a request carries the account's public key, a timestamp, a
 //! random nonce and a signature over a canonical message binding the server (audience), method,
-//! path, query, body digest, timestamp, nonce and key. A server accepts it if the signature
-//! verifies, the timestamp is within [`VerifyPolicy::max_skew_secs`] of its clock, and the
+//! path, query, body, timestamp, nonce and key. A server accepts it if the signature verifies,
+//! the timestamp is within [`VerifyPolicy::max_skew_secs`] of its clock, and the
 //! (account, nonce) pair has not been seen within that window ([`ReplayGuard`]).
+//!
+//! The body is bound in one of two ways ([`BodyBinding`]): by its SHA-256 (every request except
+//! share data), or by its **length only** for the two requests that carry immutable share bytes
+//! (`PUT /storage/v1/upload/{upload}/{share}?offset=N` and `PUT /storage/v1/immutable/{si}/{share}`):
+//! those bytes are authenticated by the share's own hashes, which the server checks against the
+//! signed storage index before filing the share (`docs/spec/signed-requests.md`, "Why share data
+//! is not hashed"). The server chooses the binding by endpoint, never from the request.
 //!
 //! The canonical message (all lengths `u32` big-endian, specified in
 //! `docs/spec/signed-requests.md`):
 //!
 //! ```text
-//! "lafs-signed-request-v1" 0x00
+//! "lafs-signed-request-v2" 0x00
 //! len(audience)  audience       server id from GET /storage/v1/version
 //! len(method)    method         e.g. "PUT", as sent
 //! len(path)      path           as sent, percent-encoding untouched
 //! len(query)     canonical query: the '&'-separated components as sent, empty ones dropped,
 //!                               sorted bytewise, joined with '&'
-//! sha256(body)                  32 bytes
+//! binding                       1 byte: 0x00 digest, 0x01 length only
+//! len(body)                     u64 big-endian
+//! sha256(body)                  32 bytes (32 zero bytes for the length-only binding)
 //! timestamp                     u64 big-endian, Unix seconds
 //! nonce                         16 bytes
 //! account                       32 bytes, the ed25519 public key
@@ -31,7 +40,7 @@ use crate::ids::{base32_decode, base32_encode, parse_decimal, AccountId, Nonce};
 use crate::Error;
 
 /// Domain-separation prefix of the canonical message (including the trailing zero byte).
-pub const DOMAIN: &[u8] = b"lafs-signed-request-v1\0";
+pub const DOMAIN: &[u8] = b"lafs-signed-request-v2\0";
 
 /// Header carrying the account key (base32, 52 characters).
 pub const HEADER_ACCOUNT: &str = "lafs-account";
@@ -52,6 +61,43 @@ pub const SIGNING_HEADERS: [&str; 4] = [
 /// Default allowed clock difference, in seconds.
 pub const DEFAULT_MAX_SKEW_SECS: u64 = 300;
 
+/// How a signature covers the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyBinding {
+    /// The body's length and SHA-256 (every request except immutable share data).
+    Digest {
+        /// Body length in bytes.
+        len: u64,
+        /// SHA-256 of the body (of the empty string if there is none).
+        sha256: [u8; 32],
+    },
+    /// The body's length only: immutable share data, whose bytes the server verifies against
+    /// the share's hashes and the signed storage index before filing the share.
+    Length(u64),
+}
+
+impl BodyBinding {
+    /// The binding byte of the canonical message.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Self::Digest { .. } => 0,
+            Self::Length(_) => 1,
+        }
+    }
+
+    /// The body length bound.
+    pub fn len(&self) -> u64 {
+        match *self {
+            Self::Digest { len, .. } | Self::Length(len) => len,
+        }
+    }
+
+    /// The body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The parts of an HTTP request that a signature covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestParts<'a> {
@@ -61,20 +107,78 @@ pub struct RequestParts<'a> {
     pub path: &'a str,
     /// Raw query string without the `?` (`""` if none).
     pub query: &'a str,
-    /// SHA-256 of the request body (of the empty string if there is none).
-    pub body_sha256: [u8; 32],
+    /// How the body is covered.
+    pub body: BodyBinding,
 }
 
 impl<'a> RequestParts<'a> {
-    /// Request parts with the digest computed from `body`.
+    /// Request parts binding the body by its length and SHA-256 (every request except
+    /// immutable share data).
     pub fn new(method: &'a str, path: &'a str, query: &'a str, body: &[u8]) -> Self {
         Self {
             method,
             path,
             query,
-            body_sha256: body_digest(body),
+            body: BodyBinding::Digest {
+                len: body.len() as u64,
+                sha256: body_digest(body),
+            },
         }
     }
+
+    /// Request parts binding the body by its length only: for the requests carrying immutable
+    /// share data (`PUT /storage/v1/upload/{upload}/{share}?offset=N`,
+    /// `PUT /storage/v1/immutable/{si}/{share}`). No hashing of the body.
+    pub fn share_data(method: &'a str, path: &'a str, query: &'a str, body_len: u64) -> Self {
+        Self {
+            method,
+            path,
+            query,
+            body: BodyBinding::Length(body_len),
+        }
+    }
+}
+
+impl<'a> RequestParts<'a> {
+    /// Request parts with the binding the protocol prescribes for this method and path
+    /// ([`is_share_data_request`]): length only for share data, digest otherwise.
+    pub fn for_body(method: &'a str, path: &'a str, query: &'a str, body: &[u8]) -> Self {
+        if is_share_data_request(method, path) {
+            Self::share_data(method, path, query, body.len() as u64)
+        } else {
+            Self::new(method, path, query, body)
+        }
+    }
+}
+
+/// Whether the protocol binds this request's body by length only: a `PUT` of share data,
+/// `/storage/v1/upload/{upload}/{share}` or `/storage/v1/immutable/{si}/{share}` (no other
+/// request). Servers choose the binding by endpoint; clients may use this to pick it.
+pub fn is_share_data_request(method: &str, path: &str) -> bool {
+    if method != "PUT" {
+        return false;
+    }
+    let mut parts = path.split('/');
+    matches!(
+        (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next()
+        ),
+        (
+            Some(""),
+            Some("storage"),
+            Some("v1"),
+            Some("upload" | "immutable"),
+            Some(a),
+            Some(b),
+            None
+        ) if !a.is_empty() && !b.is_empty()
+    )
 }
 
 /// SHA-256 of a request body.
@@ -101,7 +205,7 @@ pub fn canonical_message(
 ) -> Vec<u8> {
     let query = canonical_query(req.query);
     let mut m = Vec::with_capacity(
-        DOMAIN.len() + 16 + audience.len() + req.method.len() + req.path.len() + query.len() + 88,
+        DOMAIN.len() + 16 + audience.len() + req.method.len() + req.path.len() + query.len() + 97,
     );
     m.extend_from_slice(DOMAIN);
     for field in [audience, req.method, req.path, query.as_str()] {
@@ -111,7 +215,12 @@ pub fn canonical_message(
         m.extend_from_slice(&len.to_be_bytes());
         m.extend_from_slice(field.as_bytes());
     }
-    m.extend_from_slice(&req.body_sha256);
+    m.push(req.body.kind());
+    m.extend_from_slice(&req.body.len().to_be_bytes());
+    match req.body {
+        BodyBinding::Digest { sha256, .. } => m.extend_from_slice(&sha256),
+        BodyBinding::Length(_) => m.extend_from_slice(&[0u8; 32]),
+    }
     m.extend_from_slice(&timestamp.to_be_bytes());
     m.extend_from_slice(&nonce.0);
     m.extend_from_slice(&account.0);
@@ -342,23 +451,22 @@ mod tests {
         RequestParts::new("PUT", "/storage/v1/immutable/upload/x/0", "offset=0", body)
     }
 
-    #[test]
-    fn vector() {
-        let v: serde_json::Value = serde_json::from_str(include_str!(
-            "../../../docs/spec/vectors/signed-request.json"
-        ))
-        .unwrap();
+    fn vector_json(r: &RequestParts<'_>, body: &str) -> serde_json::Value {
         let key = SigningKey::from_bytes(&[0x2a; 32]);
-        let r = RequestParts::new("PUT", "/storage/v1/upload/x/0", "offset=0", b"data");
-        let h = sign_request(&key, "srv", &r, T, Nonce([9; 16]));
-        let msg = canonical_message("srv", &r, &h.account, T, &h.nonce);
-        let got = serde_json::json!({
+        let h = sign_request(&key, "srv", r, T, Nonce([9; 16]));
+        let msg = canonical_message("srv", r, &h.account, T, &h.nonce);
+        let binding = match r.body {
+            BodyBinding::Digest { .. } => "digest",
+            BodyBinding::Length(_) => "length",
+        };
+        serde_json::json!({
             "key_seed": hex::encode([0x2a; 32]),
             "audience": "srv",
-            "method": "PUT",
-            "path": "/storage/v1/upload/x/0",
-            "query": "offset=0",
-            "body": "data",
+            "method": r.method,
+            "path": r.path,
+            "query": r.query,
+            "body": body,
+            "binding": binding,
             "timestamp": T,
             "nonce": hex::encode([9; 16]),
             "canonical_message": hex::encode(&msg),
@@ -368,8 +476,68 @@ mod tests {
                 "lafs-nonce": h.nonce.to_text(),
                 "lafs-signature": base32_encode(&h.signature),
             },
-        });
+        })
+    }
+
+    #[test]
+    fn vector() {
+        let v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../docs/spec/vectors/signed-request.json"
+        ))
+        .unwrap();
+        let finish = RequestParts::new(
+            "POST",
+            "/storage/v1/upload/x/0/finish",
+            "",
+            br#"{"length":4}"#,
+        );
+        let write = RequestParts::share_data("PUT", "/storage/v1/upload/x/0", "offset=0", 4);
+        let got = serde_json::json!([
+            vector_json(&finish, r#"{"length":4}"#),
+            vector_json(&write, "data"),
+        ]);
         assert_eq!(v, got, "vector mismatch; computed:\n{got:#}");
+    }
+
+    #[test]
+    fn share_data_requests() {
+        assert!(is_share_data_request("PUT", "/storage/v1/upload/x/0"));
+        assert!(is_share_data_request("PUT", "/storage/v1/immutable/si/3"));
+        assert!(!is_share_data_request("POST", "/storage/v1/upload/x/0"));
+        assert!(!is_share_data_request(
+            "PUT",
+            "/storage/v1/upload/x/0/finish"
+        ));
+        assert!(!is_share_data_request("PUT", "/storage/v1/upload/x"));
+        assert!(!is_share_data_request(
+            "PUT",
+            "/storage/v1/mutable/si/write"
+        ));
+        assert!(!is_share_data_request("PUT", "/storage/v1/upload//0"));
+    }
+
+    #[test]
+    fn share_data_binding_covers_length_not_content() {
+        let r = RequestParts::share_data("PUT", "/storage/v1/upload/x/0", "offset=0", 4);
+        let h = sign_request(&key(), "srv", &r, T, Nonce([9; 16]));
+        let p = VerifyPolicy::default();
+        let mut g = ReplayGuard::new(10);
+        // Another length, or the digest binding of the same body, does not verify.
+        let longer = RequestParts::share_data("PUT", "/storage/v1/upload/x/0", "offset=0", 5);
+        let digest = RequestParts::new("PUT", "/storage/v1/upload/x/0", "offset=0", b"data");
+        for bad in [longer, digest] {
+            assert_eq!(
+                verify_request("srv", &bad, &h, T, &p, &mut g),
+                Err(Error::BadSignature)
+            );
+        }
+        // A digest-bound signature does not verify as length-bound either (no downgrade).
+        let hd = sign_request(&key(), "srv", &digest, T, Nonce([7; 16]));
+        assert_eq!(
+            verify_request("srv", &r, &hd, T, &p, &mut g),
+            Err(Error::BadSignature)
+        );
+        assert_eq!(verify_request("srv", &r, &h, T, &p, &mut g), Ok(h.account));
     }
 
     #[test]

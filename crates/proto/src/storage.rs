@@ -181,6 +181,26 @@ pub struct FinishResponse {
     pub upload_complete: bool,
 }
 
+/// Response of `PUT /storage/v1/immutable/{si}/{share}` (a whole share in one signed request:
+/// allocate, write, verify and file in one step).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutShareResponse {
+    /// Share number.
+    pub share: ShareNum,
+    /// Storage index the share was verified against and filed under (the one in the path).
+    #[serde(with = "si_text")]
+    pub storage_index: StorageIndex,
+    /// Share length in bytes.
+    pub length: u64,
+    /// The server already held this share under this storage index: the bytes sent were not
+    /// verified and not stored again.
+    pub already_had: bool,
+    /// Every finished share the server holds for this storage index after the request,
+    /// ascending by share number (this share included): lets the uploader count shares that
+    /// were already present.
+    pub held: Vec<ShareInfo>,
+}
+
 /// One share held by a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareInfo {

@@ -32,8 +32,9 @@ struct Args {
     /// Storage servers.
     #[arg(long, default_value_t = 10)]
     servers: usize,
-    /// Share store of the servers: `durable` (on disk, fsync per write: the default server
-    /// configuration), `fast` (on disk, fsync at finish only) or `memory`.
+    /// Share store of the servers: `durable` (on disk, the server's default options: one fsync
+    /// per share, when it is filed), `sync-writes` (on disk, fsync after every write too) or
+    /// `memory`.
     #[arg(long, default_value = "durable")]
     store: String,
 }
@@ -178,7 +179,7 @@ async fn main() {
 
     let kind = match args.store.as_str() {
         "memory" => Store::Memory,
-        "fast" => Store::Fast,
+        "sync-writes" => Store::SyncWrites,
         _ => Store::Durable,
     };
     let grid = LocalGrid::start_with(args.servers, kind).await;

@@ -210,7 +210,8 @@ async fn send_request(
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce)
             .map_err(|_| TransportError::Protocol("random number generator failed".into()))?;
-        let parts = RequestParts::new(
+        // Share data is bound by length only (no hashing); everything else by digest.
+        let parts = RequestParts::for_body(
             method.as_str(),
             url.path(),
             url.query().unwrap_or(""),

@@ -8,7 +8,7 @@
 //! measures in the same run:
 //! * memcpy of the share in 1 MiB pieces, and writing it to a file (with and without an fdatasync
 //!   per MiB) — the floor the server cannot beat;
-//! * PUT of 1 MiB requests (signed) into an `FsStore`, with `durable_writes` on and off, with 1
+//! * PUT of 1 MiB requests (signed) into an `FsStore`, with `sync_each_write` on and off, with 1
 //!   and 4 requests in flight; the finish (whole-share verification + commit);
 //! * reads of 1 MiB ranges (`POST .../read`), 1 and 4 in flight.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -49,7 +49,7 @@ impl Signer {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let req = RequestParts::new(method, path, query, body);
+        let req = RequestParts::for_body(method, path, query, body);
         sign_request(&self.key, &self.server_id, &req, now, Nonce(n))
             .header_values()
             .to_vec()
@@ -229,7 +229,7 @@ async fn main() {
         let store = FsStore::open(
             store_dir.path(),
             FsOptions {
-                durable_writes: durable,
+                sync_each_write: durable,
                 reserved_space: 0,
             },
         )
@@ -254,7 +254,7 @@ async fn main() {
             let id = UploadId([durable as u8 * 16 + parallel as u8; 16]);
             let (w, f) = upload(&base, &signer, &share, id, parallel).await;
             rows.push((
-                format!("server PUT 1 MiB, durable_writes={durable}, {parallel} in flight"),
+                format!("server PUT 1 MiB, sync_each_write={durable}, {parallel} in flight"),
                 w,
             ));
             if parallel == 1 {

@@ -22,8 +22,8 @@ use lafs_proto::signing::{
 };
 use lafs_proto::storage::{
     AdvisoryRequest, AllocateRequest, AllocateResponse, Capacity, FinishRequest, FinishResponse,
-    Limits, ShareInfo, SharesResponse, VersionResponse, WriteResponse, MAX_ADVISORY_REASON,
-    PROTOCOL, READ_RESPONSE_MEDIA_TYPE,
+    Limits, PutShareResponse, ShareInfo, SharesResponse, VersionResponse, WriteResponse,
+    MAX_ADVISORY_REASON, PROTOCOL, READ_RESPONSE_MEDIA_TYPE,
 };
 use lafs_proto::{AccountId, ShareNum, StorageIndex, UploadId};
 use serde::Serialize;
@@ -61,7 +61,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/storage/v1/version", get(version))
         .route("/storage/v1/immutable/{si}/shares", get(list_shares))
         .route("/storage/v1/immutable/{si}/read", post(read))
-        .route("/storage/v1/immutable/{si}/{share}", get(get_share))
+        .route(
+            "/storage/v1/immutable/{si}/{share}",
+            get(get_share).put(put_share),
+        )
         .route("/storage/v1/immutable/{si}/{share}/corrupt", post(advisory))
         .route(
             "/storage/v1/upload/{upload}",
@@ -183,6 +186,16 @@ struct Signed {
     body: Bytes,
 }
 
+/// How the signature of a request covers its body (`docs/spec/signed-requests.md`). Chosen by
+/// the endpoint, never by the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// Length and SHA-256 of the body (every request but share data).
+    Digest,
+    /// Length only: immutable share data, verified against its storage index before filing.
+    ShareData,
+}
+
 /// Reads the body and verifies the request signature, the replay cache and the allow-list.
 async fn authenticate(
     st: &AppState,
@@ -192,8 +205,21 @@ async fn authenticate(
     body: Body,
     limit: u64,
 ) -> Result<Signed, ApiError> {
+    authenticate_as(st, method, uri, headers, body, limit, Binding::Digest).await
+}
+
+/// [`authenticate`] with an explicit body binding.
+async fn authenticate_as(
+    st: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+    binding: Binding,
+) -> Result<Signed, ApiError> {
     let body = read_body(body, limit).await?;
-    let result = check(st, method, uri, headers, &body);
+    let result = check(st, method, uri, headers, &body, binding);
     if result.is_err() {
         Metrics::add(&st.metrics().signature_failures, 1);
     }
@@ -214,6 +240,7 @@ fn check(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
+    binding: Binding,
 ) -> Result<AccountId, ApiError> {
     let lookup = |name: &'static str| {
         let mut values = headers.get_all(name).iter();
@@ -225,7 +252,13 @@ fn check(
         Some(first.to_str().unwrap_or(""))
     };
     let signed = SignedHeaders::parse(lookup).map_err(ApiError::from_signature)?;
-    let req = RequestParts::new(method.as_str(), uri.path(), uri.query().unwrap_or(""), body);
+    let (path, query) = (uri.path(), uri.query().unwrap_or(""));
+    let req = match binding {
+        Binding::Digest => RequestParts::new(method.as_str(), path, query, body),
+        Binding::ShareData => {
+            RequestParts::share_data(method.as_str(), path, query, body.len() as u64)
+        }
+    };
     let policy = VerifyPolicy {
         max_skew_secs: st.config().max_clock_skew_secs,
     };
@@ -743,7 +776,16 @@ async fn write(
     let share = parse_share(&share)?;
     let offset = parse_offset(uri.query())?;
     let cfg = st.config();
-    let signed = authenticate(&st, &method, &uri, &headers, body, cfg.max_request_body).await?;
+    let signed = authenticate_as(
+        &st,
+        &method,
+        &uri,
+        &headers,
+        body,
+        cfg.max_request_body,
+        Binding::ShareData,
+    )
+    .await?;
     refuse_if_read_only(&st)?;
     let data = signed.body;
     if data.is_empty() {
@@ -869,4 +911,114 @@ async fn finish(
         upload_complete,
     };
     Ok(json(StatusCode::OK, &resp))
+}
+
+/// `PUT /storage/v1/immutable/{si}/{share}`: a whole share in one signed request. Allocates,
+/// writes, verifies (against the storage index of the path) and files it in one step; answers
+/// with every share held for the storage index.
+async fn put_share(
+    State(st): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Path((si, share)) = path.map_err(path_error)?;
+    let si = parse_si(&si)?;
+    let share = parse_share(&share)?;
+    if uri.query().is_some_and(|q| !q.is_empty()) {
+        return Err(ApiError::bad_request(
+            "a whole-share PUT takes no query parameters",
+        ));
+    }
+    let cfg = st.config();
+    let signed = authenticate_as(
+        &st,
+        &method,
+        &uri,
+        &headers,
+        body,
+        cfg.max_request_body,
+        Binding::ShareData,
+    )
+    .await?;
+    refuse_if_read_only(&st)?;
+    let data = signed.body;
+    if data.is_empty() {
+        return Err(ApiError::bad_request("empty share"));
+    }
+    let len = data.len() as u64;
+    if len > cfg.max_share_size {
+        return Err(ApiError::too_large(format!(
+            "share size {len} exceeds this server's limit of {} bytes",
+            cfg.max_share_size
+        )));
+    }
+    let store = Arc::clone(st.store());
+    // Everything happens in the blocking task, so an abandoned request still either files the
+    // whole verified share or nothing.
+    let outcome = blocking(move || -> Result<(bool, Vec<ShareInfo>), ApiError> {
+        let held = store
+            .list_shares(&si)
+            .map_err(|e| ApiError::from_store(e, "listing shares"))?;
+        if held.iter().any(|s| s.share == share) {
+            return Ok((true, held));
+        }
+        let space = store
+            .space()
+            .map_err(|e| ApiError::from_store(e, "reading free space"))?;
+        if len > space.available {
+            return Err(ApiError::full(format!(
+                "{len} bytes needed, {} available",
+                space.available
+            )));
+        }
+        if let Err(e) = lafs_codec::verify_share(u16::from(share.0), &data, Some(si)) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                lafs_proto::storage::ErrorCode::ShareInvalid,
+                format!(
+                    "share {share} does not verify against storage index {}: {e}",
+                    lafs_proto::ids::storage_index_to_text(&si)
+                ),
+            ));
+        }
+        let new = store
+            .store_share(&si, share, &data)
+            .map_err(|e| ApiError::from_store(e, "storing the share"))?;
+        let held = store
+            .list_shares(&si)
+            .map_err(|e| ApiError::from_store(e, "listing shares"))?;
+        Ok((!new, held))
+    })
+    .await?;
+    let (already_had, held) = match outcome {
+        Ok(x) => x,
+        Err(e) => {
+            if e.code == lafs_proto::storage::ErrorCode::ShareInvalid {
+                Metrics::add(&st.metrics().shares_invalid, 1);
+            }
+            return Err(e);
+        }
+    };
+    if !already_had {
+        Metrics::add(&st.metrics().bytes_in, len);
+        Metrics::add(&st.metrics().shares_finished, 1);
+    }
+    let resp = PutShareResponse {
+        share,
+        storage_index: si,
+        length: len,
+        already_had,
+        held,
+    };
+    Ok(json(
+        if already_had {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        &resp,
+    ))
 }

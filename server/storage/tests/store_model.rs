@@ -204,7 +204,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let crash_at = crash.index(ops.len() + 1) as u64;
         let faulty = FaultyStore::new(
-            FsStore::open(dir.path(), FsOptions { durable_writes: false, reserved_space: 0 }).unwrap(),
+            FsStore::open(dir.path(), FsOptions { sync_each_write: false, reserved_space: 0 }).unwrap(),
             FaultPlan { crash_at_op: Some(crash_at), torn_write: false },
         );
         let memory = MemoryStore::new(1 << 30);

@@ -48,10 +48,10 @@ impl StorageNode {
 pub enum Store {
     /// In memory.
     Memory,
-    /// On disk, fsync after every write (the server's default).
+    /// On disk with the server's default options: one fsync per share, when it is filed.
     Durable,
-    /// On disk, fsync only when a share is finished.
-    Fast,
+    /// On disk, fsync after every write too (`FsOptions::sync_each_write`).
+    SyncWrites,
 }
 
 pub struct LocalGrid {
@@ -95,7 +95,7 @@ impl LocalGrid {
                 Some(d) => {
                     let root = d.path().join(format!("storage-{i}"));
                     let opts = FsOptions {
-                        durable_writes: kind == Store::Durable,
+                        sync_each_write: kind == Store::SyncWrites,
                         ..FsOptions::default()
                     };
                     let s = FsStore::open(&root, opts).unwrap();

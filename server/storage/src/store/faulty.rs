@@ -142,6 +142,20 @@ impl<S: ShareStore> ShareStore for FaultyStore<S> {
         self.inner.commit_share(id, share, si, len)
     }
 
+    fn store_share(
+        &self,
+        si: &StorageIndex,
+        share: ShareNum,
+        data: &[u8],
+    ) -> Result<bool, StoreError> {
+        // A crash while filing a whole share leaves nothing visible (the real store writes a
+        // temp file and renames it only after its fsync).
+        if self.mutate(true)? {
+            return Err(crash());
+        }
+        self.inner.store_share(si, share, data)
+    }
+
     fn remove_upload(&self, id: UploadId) -> Result<(), StoreError> {
         if self.mutate(false)? {
             return Err(crash());

@@ -9,14 +9,19 @@
 //! incoming/<upload-id>/ranges.log    18-byte records: 0x01, share u8, offset u64, len u64 (BE)
 //! incoming/<upload-id>/<n>.data      bytes of incoming share n, at their offsets
 //! incoming/<upload-id>/<n>.done      {"storage_index": ..., "length": ...} once n is committed
+//! incoming/.put-<random>.tmp         a whole share being filed by `store_share` (removed at open)
 //! shares/<si[0..2]>/<si>/<n>         finished share n of storage index si (base32)
 //! advisories.jsonl                   corruption advisories, one JSON object per line
 //! ```
 //!
-//! Crash safety: a range is appended to `ranges.log` only after its bytes were written (and,
-//! with [`FsOptions::durable_writes`], fsynced), so a range listed after a restart is stored; a
-//! torn last record is ignored. Committing fsyncs the incoming file, renames it into `shares/`
-//! (atomic) and fsyncs the directories, so a finished share is either absent or complete.
+//! Crash safety: a share becomes visible only by an atomic rename into `shares/` after its file
+//! was fsynced (**one fsync per share**, at commit), followed by an fsync of the directories, so
+//! a finished share is either absent or complete and verified. Incoming writes are not fsynced
+//! (unless [`FsOptions::sync_each_write`]): a range is appended to `ranges.log` after its bytes
+//! were written, so after a *process* crash a listed range is stored (the page cache survives);
+//! after a power failure a listed range may hold stale bytes. Such a share fails verification at
+//! finish and is never filed; the unfinished upload is lost and the client re-sends it (resume
+//! or another server). A torn last record is ignored.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Write};
@@ -35,26 +40,20 @@ use crate::ranges::RangeSet;
 
 const RECORD_LEN: usize = 18;
 const RECORD_RANGE: u8 = 1;
+/// Name prefix of the temp files of [`ShareStore::store_share`] in `incoming/`.
+const PUT_TMP_PREFIX: &str = ".put-";
 
 /// Options of an [`FsStore`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FsOptions {
-    /// fsync incoming data before recording a received range (survives power loss, slower).
-    /// Without it a range recorded just before a power failure may hold stale bytes; the share
-    /// then fails verification at finish and must be re-sent. Process crashes are safe either
-    /// way.
-    pub durable_writes: bool,
+    /// fsync incoming data of every write before recording its range (off by default). Finished
+    /// shares are always fsynced before they become visible, whatever this says: with it off, a
+    /// power failure can only lose (never corrupt) an *unfinished* upload — stale incoming
+    /// bytes fail the verification at finish and are never filed. On, a range the server
+    /// reports after a power failure is really stored, at the cost of one fsync per write.
+    pub sync_each_write: bool,
     /// Bytes of free space to leave to the rest of the system.
     pub reserved_space: u64,
-}
-
-impl Default for FsOptions {
-    fn default() -> Self {
-        Self {
-            durable_writes: true,
-            reserved_space: 0,
-        }
-    }
 }
 
 /// Share store in a directory of the local filesystem.
@@ -64,6 +63,7 @@ pub struct FsStore {
     options: FsOptions,
     server_id: String,
     share_count: AtomicU64,
+    file_syncs: AtomicU64,
     advisory_lock: Mutex<()>,
 }
 
@@ -80,6 +80,17 @@ impl FsStore {
         let root = root.into();
         fs::create_dir_all(root.join("incoming"))?;
         fs::create_dir_all(root.join("shares"))?;
+        // Whole shares being filed when the process stopped: never acknowledged.
+        for entry in fs::read_dir(root.join("incoming"))? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(PUT_TMP_PREFIX))
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
         let id_path = root.join("server-id");
         let server_id = match fs::read_to_string(&id_path) {
             Ok(s) => s.trim().to_owned(),
@@ -95,6 +106,7 @@ impl FsStore {
             options,
             server_id,
             share_count: AtomicU64::new(0),
+            file_syncs: AtomicU64::new(0),
             advisory_lock: Mutex::new(()),
         };
         store
@@ -108,6 +120,18 @@ impl FsStore {
         &self.root
     }
 
+    /// fsyncs of share data files so far (incoming writes with
+    /// [`FsOptions::sync_each_write`], and one per share filed); directory and metadata fsyncs
+    /// are not counted.
+    pub fn share_file_syncs(&self) -> u64 {
+        self.file_syncs.load(Ordering::Relaxed)
+    }
+
+    fn sync_share_file(&self, f: &File) -> io::Result<()> {
+        self.file_syncs.fetch_add(1, Ordering::Relaxed);
+        f.sync_all()
+    }
+
     fn upload_dir(&self, id: UploadId) -> PathBuf {
         self.root.join("incoming").join(id.to_text())
     }
@@ -115,6 +139,30 @@ impl FsStore {
     fn share_dir(&self, si: &StorageIndex) -> PathBuf {
         let text = storage_index_to_text(si);
         self.root.join("shares").join(&text[..2]).join(text)
+    }
+
+    /// Renames the fsynced file `src` to finished share `share` of `si` and fsyncs the
+    /// directories that changed. Returns `false` (and leaves `src`) if the share is held.
+    fn file_share(&self, src: &Path, si: &StorageIndex, share: ShareNum) -> io::Result<bool> {
+        let target_dir = self.share_dir(si);
+        let target = target_dir.join(share.to_string());
+        if target.exists() {
+            return Ok(false);
+        }
+        let new_dir = !target_dir.exists();
+        if new_dir {
+            fs::create_dir_all(&target_dir)?;
+        }
+        fs::rename(src, &target)?;
+        sync_dir(&target_dir)?;
+        if new_dir {
+            if let Some(prefix) = target_dir.parent() {
+                sync_dir(prefix)?;
+                sync_dir(&self.root.join("shares"))?;
+            }
+        }
+        self.share_count.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
     }
 
     fn count_shares(&self) -> Result<u64, StoreError> {
@@ -212,7 +260,8 @@ impl ShareStore for FsStore {
             .write(true)
             .open(dir.join(format!("{share}.data")))?;
         f.write_all_at(data, offset)?;
-        if self.options.durable_writes {
+        if self.options.sync_each_write {
+            self.file_syncs.fetch_add(1, Ordering::Relaxed);
             f.sync_data()?;
         }
         let mut rec = [0u8; RECORD_LEN];
@@ -253,22 +302,11 @@ impl ShareStore for FsStore {
         if f.metadata()?.len() != len {
             f.set_len(len)?;
         }
-        f.sync_all()?;
+        self.sync_share_file(&f)?;
         drop(f);
-        let target_dir = self.share_dir(si);
-        let target = target_dir.join(share.to_string());
-        let already = target.exists();
+        let already = !self.file_share(&src, si, share)?;
         if already {
             fs::remove_file(&src)?;
-        } else {
-            fs::create_dir_all(&target_dir)?;
-            fs::rename(&src, &target)?;
-            sync_dir(&target_dir)?;
-            if let Some(prefix) = target_dir.parent() {
-                sync_dir(prefix)?;
-                sync_dir(&self.root.join("shares"))?;
-            }
-            self.share_count.fetch_add(1, Ordering::Relaxed);
         }
         let marker = serde_json::to_vec(&DoneMarker {
             storage_index: *si,
@@ -278,6 +316,34 @@ impl ShareStore for FsStore {
         // Losing the marker in a crash is harmless: the share is re-sent and found present.
         fs::write(dir.join(format!("{share}.done")), marker)?;
         Ok(!already)
+    }
+
+    fn store_share(
+        &self,
+        si: &StorageIndex,
+        share: ShareNum,
+        data: &[u8],
+    ) -> Result<bool, StoreError> {
+        if self.share_dir(si).join(share.to_string()).exists() {
+            return Ok(false);
+        }
+        let mut rnd = [0u8; 8];
+        getrandom::fill(&mut rnd).map_err(|e| StoreError::Io(format!("no randomness: {e}")))?;
+        let tmp = self
+            .root
+            .join("incoming")
+            .join(format!("{PUT_TMP_PREFIX}{}.tmp", u64::from_be_bytes(rnd)));
+        let res = (|| -> io::Result<bool> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(data)?;
+            self.sync_share_file(&f)?;
+            drop(f);
+            self.file_share(&tmp, si, share)
+        })();
+        if !matches!(res, Ok(true)) {
+            let _ = fs::remove_file(&tmp);
+        }
+        Ok(res?)
     }
 
     fn remove_upload(&self, id: UploadId) -> Result<(), StoreError> {

@@ -163,6 +163,25 @@ impl ShareStore for MemoryStore {
         Ok(true)
     }
 
+    fn store_share(
+        &self,
+        si: &StorageIndex,
+        share: ShareNum,
+        data: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        if g.shares.contains_key(&(*si, share)) {
+            return Ok(false);
+        }
+        let len = data.len() as u64;
+        if g.used.saturating_add(len) > self.capacity {
+            return Err(StoreError::Full);
+        }
+        g.used += len;
+        g.shares.insert((*si, share), data.to_vec());
+        Ok(true)
+    }
+
     fn remove_upload(&self, id: UploadId) -> Result<(), StoreError> {
         let mut g = self.lock();
         let up = g.uploads.remove(&id).ok_or(StoreError::NotFound)?;

@@ -157,6 +157,16 @@ pub trait ShareStore: Send + Sync + 'static {
         len: u64,
     ) -> Result<bool, StoreError>;
 
+    /// Files `data`, a whole share already verified by the caller, as finished share `share`
+    /// of `si`, atomically and durably, without an upload session (the combined small-share
+    /// request). Returns `false` if that share was already held (nothing is written).
+    fn store_share(
+        &self,
+        si: &StorageIndex,
+        share: ShareNum,
+        data: &[u8],
+    ) -> Result<bool, StoreError>;
+
     /// Deletes an upload session and its incoming data (finished shares stay).
     fn remove_upload(&self, id: UploadId) -> Result<(), StoreError>;
 

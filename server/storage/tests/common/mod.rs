@@ -149,7 +149,7 @@ impl Client {
         timestamp: u64,
     ) -> Vec<(&'static str, String)> {
         let (path, query) = path_q.split_once('?').unwrap_or((path_q, ""));
-        let req = RequestParts::new(method, path, query, body);
+        let req = RequestParts::for_body(method, path, query, body);
         sign_request(&self.key, &self.server_id, &req, timestamp, self.nonce())
             .header_values()
             .to_vec()
@@ -216,6 +216,16 @@ impl Client {
             "POST",
             &format!("/storage/v1/upload/{upload}/{share}/finish"),
             body,
+        )
+        .await
+    }
+
+    /// The combined whole-share request.
+    pub async fn put_share(&self, si: &str, share: u8, data: &[u8]) -> Resp {
+        self.signed(
+            "PUT",
+            &format!("/storage/v1/immutable/{si}/{share}"),
+            data.to_vec(),
         )
         .await
     }
