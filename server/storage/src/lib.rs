@@ -48,7 +48,9 @@ use tokio::task::JoinSet;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
-pub use mutable::{FsMutableStore, MemoryMutableStore, MutableStore, SharePatch};
+pub use mutable::{
+    write_shares, FsMutableStore, MemoryMutableStore, MutableStore, SharePatch, WriteError, Written,
+};
 pub use ranges::RangeSet;
 pub use store::{FaultPlan, FaultyStore, FsOptions, FsStore, MemoryStore, ShareStore, StoreError};
 

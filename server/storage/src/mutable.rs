@@ -86,14 +86,20 @@ const JOURNAL_MAGIC: [u8; 8] = *b"lafsmj\x00\x01";
 ///
 /// A patch call writes a redo journal (every change of the call and a SHA-256 of it), fsyncs
 /// it and the journal directory, applies the changes in place, fsyncs each share, then
-/// removes the journal and fsyncs the journal directory. A journal found at [`open`]
-/// (`FsMutableStore::open`) is replayed if its checksum holds (the change was decided; replay
-/// is idempotent) and deleted otherwise (a torn journal: the shares were not touched yet).
+/// removes the journal (that removal is made durable before the next whole replacement of the
+/// storage index, not at once: replaying a journal whose changes are all applied changes
+/// nothing). A journal found at [`open`](FsMutableStore::open) is replayed if its checksum
+/// holds (the change was decided; replay is idempotent) and deleted otherwise (a torn
+/// journal: the shares were not touched yet). Three fsyncs per patch request, plus one per
+/// share patched.
 #[derive(Debug)]
 pub struct FsMutableStore {
     root: PathBuf,
     /// Storage indexes whose journal could not be replayed yet: every access retries first.
     pending: Mutex<BTreeSet<StorageIndex>>,
+    /// Storage indexes whose journal was removed but the removal not yet made durable (the
+    /// journal directory is fsynced before their next whole replacement).
+    unsynced_removal: Mutex<BTreeSet<StorageIndex>>,
     written: AtomicU64,
     faults: Faults,
 }
@@ -169,6 +175,7 @@ impl FsMutableStore {
         let store = Self {
             root,
             pending: Mutex::new(BTreeSet::new()),
+            unsynced_removal: Mutex::new(BTreeSet::new()),
             written: AtomicU64::new(0),
             faults,
         };
@@ -205,6 +212,22 @@ impl FsMutableStore {
     fn journal_path(&self, si: &StorageIndex) -> PathBuf {
         self.journal_dir()
             .join(lafs_proto::ids::storage_index_to_text(si))
+    }
+
+    fn unsynced(&self) -> std::sync::MutexGuard<'_, BTreeSet<StorageIndex>> {
+        self.unsynced_removal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the removal of `si`'s last journal durable, if it is not yet.
+    fn sync_removal(&self, si: &StorageIndex) -> Result<(), StoreError> {
+        if self.unsynced().contains(si) {
+            self.faults.step(|| ())?;
+            sync_dir(&self.journal_dir())?;
+            self.unsynced().remove(si);
+        }
+        Ok(())
     }
 
     fn pending_set(&self) -> std::sync::MutexGuard<'_, BTreeSet<StorageIndex>> {
@@ -418,6 +441,7 @@ impl MutableStore for FsMutableStore {
 
     fn replace(&self, si: &StorageIndex, share: ShareNum, bytes: &[u8]) -> Result<(), StoreError> {
         self.ready(si)?;
+        self.sync_removal(si)?;
         let dir = self.dir(si);
         let created = !dir.exists();
         fs::create_dir_all(&dir)?;
@@ -481,13 +505,15 @@ impl MutableStore for FsMutableStore {
         drop(f);
         self.faults.step(|| ())?;
         sync_dir(&self.journal_dir())?;
+        // The new journal replaced any earlier one durably.
+        self.unsynced().remove(si);
         self.apply_in_place(si, changes)?;
         self.faults.step(|| ())?;
         fs::remove_file(&path)?;
-        // Made durable before any later write of this SI can rely on the journal being gone
-        // (a stale journal replayed over a later whole replacement would mix versions).
-        self.faults.step(|| ())?;
-        sync_dir(&self.journal_dir())?;
+        // The removal is made durable lazily: if it is lost in a crash, the journal found is
+        // this call's, whose changes are all applied, so replaying it changes nothing. Only a
+        // later whole replacement must not be followed by a replay: `replace` syncs first.
+        self.unsynced().insert(*si);
         self.pending_set().remove(si);
         Ok(())
     }
@@ -495,6 +521,126 @@ impl MutableStore for FsMutableStore {
     fn bytes_written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
     }
+}
+
+/// Why [`write_shares`] stored nothing (or, for a store failure, maybe not everything).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// A write was refused by `lafs_mutable::check_write_in` (invalid share or patch, seqnum
+    /// not higher, patch without a stored share, stored share unreadable): nothing stored.
+    Refused(lafs_mutable::Error),
+    /// The store failed while storing. Each share is still old or new (see
+    /// [`MutableStore`]).
+    Store(StoreError),
+}
+
+/// What [`write_shares`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// One verdict per write, in order.
+    pub verdicts: Vec<lafs_mutable::Verdict>,
+    /// Share bytes written (whole shares and patch bytes; journal excluded).
+    pub bytes: u64,
+}
+
+/// The stored share a write is checked against, read from the store range by range (a patch
+/// check reads only the header, the chain and the tree nodes it needs).
+struct StoreShare<'a> {
+    store: &'a dyn MutableStore,
+    si: StorageIndex,
+    share: ShareNum,
+    len: u64,
+}
+
+impl lafs_mutable::StoredShare for StoreShare<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_range(
+        &self,
+        range: core::ops::Range<u64>,
+    ) -> Result<std::borrow::Cow<'_, [u8]>, lafs_mutable::Error> {
+        self.store
+            .read(
+                &self.si,
+                self.share,
+                range.start,
+                range.end.saturating_sub(range.start),
+            )
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| lafs_mutable::Error::StoredShareUnreadable {
+                share: u16::from(self.share.0),
+                start: range.start,
+                end: range.end,
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// A storage server's mutable write: checks **every** write against the stored share of its
+/// slot with `lafs_mutable::check_write_in` (signature by the key behind `si`, strictly
+/// higher seqnum, hashes; reading only the ranges a patch check needs), and only if all pass
+/// stores them: whole shares replaced one by one (each atomically), patches applied in place
+/// together ([`MutableStore::patch`]: one journal). Writes that change nothing
+/// (`AlreadyStored`) are not stored again. The caller serialises writes of one storage index
+/// (the server holds its lock).
+pub fn write_shares(
+    store: &dyn MutableStore,
+    si: &StorageIndex,
+    writes: &[lafs_mutable::ShareWrite],
+) -> Result<Written, WriteError> {
+    let held: BTreeMap<ShareNum, u64> = store
+        .list(si)
+        .map_err(WriteError::Store)?
+        .into_iter()
+        .map(|s| (s.share, s.length))
+        .collect();
+    let mut verdicts = Vec::with_capacity(writes.len());
+    for w in writes {
+        let share = u8::try_from(w.share()).map(ShareNum).map_err(|_| {
+            WriteError::Refused(lafs_mutable::Error::BadParams("share number above 255"))
+        })?;
+        let stored = held.get(&share).map(|&len| StoreShare {
+            store,
+            si: *si,
+            share,
+            len,
+        });
+        let verdict = lafs_mutable::check_write_in(
+            si,
+            stored.as_ref().map(|s| s as &dyn lafs_mutable::StoredShare),
+            w,
+        )
+        .map_err(WriteError::Refused)?;
+        verdicts.push(verdict);
+    }
+    let mut bytes = 0u64;
+    let mut patches = Vec::new();
+    for (w, v) in writes.iter().zip(&verdicts) {
+        if !matches!(v, lafs_mutable::Verdict::Accept { .. }) {
+            continue;
+        }
+        // Checked above: the share number fits.
+        let share = ShareNum(u8::try_from(w.share()).unwrap_or_default());
+        bytes += w.bytes_written();
+        match w {
+            lafs_mutable::ShareWrite::Whole { data, .. } => {
+                store.replace(si, share, data).map_err(WriteError::Store)?;
+            }
+            lafs_mutable::ShareWrite::Patch {
+                new_len,
+                patches: p,
+                ..
+            } => patches.push(SharePatch {
+                share,
+                new_len: *new_len,
+                patches: p,
+            }),
+        }
+    }
+    store.patch(si, &patches).map_err(WriteError::Store)?;
+    Ok(Written { verdicts, bytes })
 }
 
 /// Mutable shares in memory (tests, ephemeral servers). Patches are applied in place.
@@ -757,6 +903,11 @@ mod tests {
         let s = FsMutableStore::open(dir.path()).unwrap();
         check_patch(&s);
         assert_eq!(fs::read_dir(s.journal_dir()).unwrap().count(), 0);
+        // The journal's removal is made durable before a whole replacement.
+        let si = StorageIndex([5; 32]);
+        assert!(s.unsynced().contains(&si));
+        s.replace(&si, ShareNum(0), b"whole").unwrap();
+        assert!(s.unsynced().is_empty());
     }
 
     #[test]

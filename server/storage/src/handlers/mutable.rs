@@ -1,8 +1,6 @@
 //! `/storage/v1/mutable/{si}/...`: list, multi-range read and signed test-and-write of mutable
 //! shares (see `docs/spec/storage-protocol.md`, "Mutable shares").
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -17,7 +15,7 @@ use lafs_proto::mutable::{
 };
 use lafs_proto::read::ReadRequest;
 use lafs_proto::storage::{ErrorCode, SharesResponse};
-use lafs_proto::{ShareNum, StorageIndex};
+use lafs_proto::ShareNum;
 
 use super::{
     assemble_read, authenticate, blocking, json, parse_json, parse_si, path_error, plan_reads,
@@ -25,7 +23,7 @@ use super::{
 };
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::mutable::{MutableShares, MutableStore, SharePatch};
+use crate::mutable::{write_shares, MutableShares, WriteError};
 use crate::AppState;
 
 /// Framing overhead allowed on top of `max_request_body` for a write request.
@@ -145,143 +143,23 @@ fn refusal(e: &lafs_mutable::Error) -> ApiError {
     }
 }
 
-/// The stored share a write is checked against, read from the store range by range (a patch
-/// check reads only the header, the chain and the tree nodes it needs).
-struct StoreShare<'a> {
-    store: &'a dyn MutableStore,
-    si: StorageIndex,
-    share: ShareNum,
-    len: u64,
-}
-
-impl lafs_mutable::StoredShare for StoreShare<'_> {
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn read_range(
-        &self,
-        range: core::ops::Range<u64>,
-    ) -> Result<Cow<'_, [u8]>, lafs_mutable::Error> {
-        self.store
-            .read(
-                &self.si,
-                self.share,
-                range.start,
-                range.end.saturating_sub(range.start),
-            )
-            .map(Cow::Owned)
-            .map_err(|e| lafs_mutable::Error::StoredShareUnreadable {
-                share: u16::from(self.share.0),
-                start: range.start,
-                end: range.end,
-                reason: e.to_string(),
-            })
-    }
-}
-
-/// Outcome of checking one write, before anything is stored.
-struct Checked {
-    write: lafs_mutable::ShareWrite,
-    share: ShareNum,
-    store: bool,
-    result: ShareWriteResult,
-}
-
-fn check_all(
-    store: &dyn MutableStore,
-    si: &StorageIndex,
-    writes: Vec<WireWrite>,
-) -> Result<Vec<Checked>, ApiError> {
-    let held: BTreeMap<ShareNum, u64> = store
-        .list(si)
-        .map_err(|e| ApiError::from_store(e, "listing mutable shares"))?
-        .into_iter()
-        .map(|s| (s.share, s.length))
-        .collect();
-    let mut out = Vec::with_capacity(writes.len());
-    for w in writes {
-        let share = w.share();
-        let write = to_share_write(w);
-        let stored = held.get(&share).map(|&len| StoreShare {
-            store,
-            si: *si,
+fn result_of(v: &lafs_mutable::Verdict, share: ShareNum) -> ShareWriteResult {
+    match *v {
+        lafs_mutable::Verdict::Accept {
+            seqnum, previous, ..
+        } => ShareWriteResult {
             share,
-            len,
-        });
-        let verdict = lafs_mutable::check_write_in(
-            si,
-            stored.as_ref().map(|s| s as &dyn lafs_mutable::StoredShare),
-            &write,
-        )
-        .map_err(|e| refusal(&e))?;
-        let (stored_now, result) = match verdict {
-            lafs_mutable::Verdict::Accept {
-                seqnum, previous, ..
-            } => (
-                true,
-                ShareWriteResult {
-                    share,
-                    outcome: WriteOutcome::Written,
-                    seqnum,
-                    previous,
-                },
-            ),
-            lafs_mutable::Verdict::AlreadyStored { seqnum } => (
-                false,
-                ShareWriteResult {
-                    share,
-                    outcome: WriteOutcome::AlreadyStored,
-                    seqnum,
-                    previous: Some(seqnum),
-                },
-            ),
-        };
-        out.push(Checked {
-            write,
+            outcome: WriteOutcome::Written,
+            seqnum,
+            previous,
+        },
+        lafs_mutable::Verdict::AlreadyStored { seqnum } => ShareWriteResult {
             share,
-            store: stored_now,
-            result,
-        });
+            outcome: WriteOutcome::AlreadyStored,
+            seqnum,
+            previous: Some(seqnum),
+        },
     }
-    Ok(out)
-}
-
-/// Stores the accepted writes: whole shares replaced one by one (each atomically), patches
-/// applied in place together (one journal). Returns the share bytes written.
-fn store_all(
-    store: &dyn MutableStore,
-    si: &StorageIndex,
-    checked: &[Checked],
-) -> Result<u64, ApiError> {
-    let mut written = 0u64;
-    let mut patches = Vec::new();
-    for c in checked.iter().filter(|c| c.store) {
-        match &c.write {
-            lafs_mutable::ShareWrite::Whole { data, .. } => {
-                store
-                    .replace(si, c.share, data)
-                    .map_err(|e| ApiError::from_store(e, "storing a mutable share"))?;
-                written += data.len() as u64;
-            }
-            lafs_mutable::ShareWrite::Patch {
-                new_len,
-                patches: p,
-                ..
-            } => {
-                written += c.write.bytes_written();
-                patches.push(SharePatch {
-                    share: c.share,
-                    new_len: *new_len,
-                    patches: p,
-                });
-            }
-        }
-    }
-    store
-        .patch(si, &patches)
-        .map_err(|e| ApiError::from_store(e, "patching mutable shares"))?;
-    Ok(written)
 }
 
 async fn write(
@@ -324,9 +202,19 @@ async fn write(
     let _guard = m.lock(si).await;
     let store = Arc::clone(&m.store);
     let results = blocking(move || -> Result<(Vec<ShareWriteResult>, u64), ApiError> {
-        let checked = check_all(store.as_ref(), &si, writes)?;
-        let written = store_all(store.as_ref(), &si, &checked)?;
-        Ok((checked.into_iter().map(|c| c.result).collect(), written))
+        let shares: Vec<ShareNum> = writes.iter().map(WireWrite::share).collect();
+        let writes: Vec<_> = writes.into_iter().map(to_share_write).collect();
+        let done = write_shares(store.as_ref(), &si, &writes).map_err(|e| match e {
+            WriteError::Refused(e) => refusal(&e),
+            WriteError::Store(e) => ApiError::from_store(e, "storing mutable shares"),
+        })?;
+        let results = done
+            .verdicts
+            .iter()
+            .zip(shares)
+            .map(|(v, s)| result_of(v, s))
+            .collect();
+        Ok((results, done.bytes))
     })
     .await?;
     let results = match results {
