@@ -19,6 +19,7 @@
 //! | which version is current? | parse headers, [`select_latest`] |
 //! | read | [`VersionReader::ranges`] → fetch → [`VersionReader::read`] |
 //! | check a share with the verifycap | [`verify_share`] |
+//! | rebuild missing shares (no key needed) | [`rebuild_shares`] |
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -70,6 +71,7 @@ mod error;
 mod format;
 mod publish;
 mod read;
+mod repair;
 mod validity;
 
 pub use error::Error;
@@ -84,4 +86,5 @@ pub use publish::{
     ShareWrite, Update, UpdatePlan, VersionState,
 };
 pub use read::{select_latest, FetchedShare, ReadOutput, Selected, VersionReader};
+pub use repair::rebuild_shares;
 pub use validity::{check_write, check_write_in, verify_share, StoredShare, Verdict};
