@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use lafs_proto::storage::{
     AllocateRequest, AllocateResponse, Capacity, ErrorCode, FinishRequest, FinishResponse, Limits,
-    ShareInfo, VersionResponse, WriteResponse, PROTOCOL,
+    PutShareResponse, ShareInfo, VersionResponse, WriteResponse, PROTOCOL,
 };
 use lafs_proto::{ReadRequest, ShareNum, StorageIndex, UploadId};
 
@@ -44,6 +44,8 @@ pub struct Knobs {
     pub lying: bool,
     /// Never answers (every request stays pending forever).
     pub hang: bool,
+    /// Does not know the whole-share request (answers 405, like an older server).
+    pub no_put_share: bool,
 }
 
 /// Requests a simulated server has answered, by kind.
@@ -63,6 +65,8 @@ pub struct Counters {
     pub write_bytes: u64,
     /// Finishes.
     pub finish: u64,
+    /// Whole-share uploads (`put_share`).
+    pub put_share: u64,
     /// Aborts.
     pub abort: u64,
     /// Corruption advisories.
@@ -236,6 +240,7 @@ impl SimGrid {
             t.write += c.write;
             t.write_bytes += c.write_bytes;
             t.finish += c.finish;
+            t.put_share += c.put_share;
             t.abort += c.abort;
             t.advisory += c.advisory;
         }
@@ -573,6 +578,58 @@ impl Transport for SimGrid {
             length: req.length,
             already_had,
             upload_complete: complete,
+        })
+    }
+
+    async fn put_share(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+        share: ShareNum,
+        data: Bytes,
+    ) -> Result<PutShareResponse, TransportError> {
+        self.gate(server).await;
+        let mut st = self.find(server)?.enter()?;
+        st.counters.put_share += 1;
+        if st.knobs.no_put_share {
+            return Err(status(
+                405,
+                ErrorCode::MethodNotAllowed,
+                "method not allowed",
+            ));
+        }
+        if st.knobs.read_only {
+            return Err(status(403, ErrorCode::ReadOnly, "read-only"));
+        }
+        if data.len() as u64 > SIM_MAX_WRITE {
+            return Err(status(413, ErrorCode::PayloadTooLarge, "share too large"));
+        }
+        let sh = u16::from(share.0);
+        let already_had = st.shares.contains_key(&(si, sh));
+        if !already_had {
+            if st.knobs.full {
+                return Err(status(507, ErrorCode::InsufficientStorage, "full"));
+            }
+            lafs_codec::verify_share(sh, &data, Some(si))
+                .map_err(|e| status(422, ErrorCode::ShareInvalid, e.to_string()))?;
+            st.counters.write_bytes += data.len() as u64;
+            st.shares.insert((si, sh), data.to_vec());
+        }
+        let held = st
+            .shares
+            .iter()
+            .filter(|((s, _), _)| *s == si)
+            .map(|((_, sh), d)| ShareInfo {
+                share: ShareNum(u8::try_from(*sh).unwrap_or(u8::MAX)),
+                length: d.len() as u64,
+            })
+            .collect();
+        Ok(PutShareResponse {
+            share,
+            storage_index: si,
+            length: data.len() as u64,
+            already_had,
+            held,
         })
     }
 

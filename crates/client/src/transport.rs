@@ -14,8 +14,8 @@ use bytes::Bytes;
 use lafs_proto::mutable::{MutableWriteResponse, WireWrite};
 use lafs_proto::read::{decode_response, PartContent};
 use lafs_proto::storage::{
-    AllocateRequest, AllocateResponse, ErrorCode, FinishRequest, FinishResponse, ShareInfo,
-    VersionResponse, WriteResponse,
+    AllocateRequest, AllocateResponse, ErrorCode, FinishRequest, FinishResponse, PutShareResponse,
+    ShareInfo, VersionResponse, WriteResponse,
 };
 use lafs_proto::{ReadRequest, ShareNum, StorageIndex, UploadId};
 
@@ -51,6 +51,18 @@ impl TransportError {
     /// refusing one request.
     pub fn is_down(&self) -> bool {
         matches!(self, Self::Unreachable(_) | Self::Timeout)
+    }
+
+    /// Whether the server (or transport) does not know the request: 404, 405 or 501 — an
+    /// older server, to be asked the older way.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(
+            self,
+            Self::Status {
+                status: 404 | 405 | 501,
+                ..
+            }
+        )
     }
 }
 
@@ -177,6 +189,25 @@ pub trait Transport: MaybeSendSync {
         share: ShareNum,
         req: FinishRequest,
     ) -> Result<FinishResponse, TransportError>;
+
+    /// `PUT /storage/v1/immutable/{si}/{share}` (signed, body bound by length): a whole share
+    /// in one request; the server verifies it against `si` and files it, and answers with
+    /// every share it holds for `si`. The default answers 501 (the client then falls back to
+    /// allocate, write and finish).
+    async fn put_share(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+        share: ShareNum,
+        data: Bytes,
+    ) -> Result<PutShareResponse, TransportError> {
+        let _ = (server, si, share, data);
+        Err(TransportError::Status {
+            status: 501,
+            code: ErrorCode::NotImplemented,
+            message: "this transport does not support whole-share uploads".into(),
+        })
+    }
 
     /// `DELETE /storage/v1/upload/{id}` (signed): discard an unfinished upload.
     async fn abort(&self, server: ServerId, upload: UploadId) -> Result<(), TransportError>;

@@ -72,6 +72,8 @@ struct Slot {
     upload: Option<UploadId>,
     /// Bytes handed to write requests so far.
     flushed: u64,
+    /// Filed on `server` by one whole-share request: nothing to finish.
+    filed: bool,
 }
 
 struct WriteDone {
@@ -343,6 +345,7 @@ impl Upload {
                         server,
                         upload: None,
                         flushed: 0,
+                        filed: false,
                     },
                 )
             })
@@ -399,6 +402,7 @@ impl Upload {
         let a = self.active()?;
         let encoded = a.encoder.finish()?;
         a.share_lens = Some(encoded.share_lens.clone());
+        self.put_whole_shares(encoded.storage_index).await?;
         let mut idle = 0;
         loop {
             let before = self.active()?.sent;
@@ -464,6 +468,7 @@ impl Upload {
         let jobs: Vec<(u16, ServerId, Option<UploadId>)> = a
             .slots
             .iter()
+            .filter(|(_, s)| !s.filed)
             .map(|(sh, s)| (*sh, s.server, s.upload))
             .collect();
         let results = join_all(jobs.into_iter().map(|(share, server, upload)| {
@@ -499,6 +504,86 @@ impl Upload {
             }
         }
         self.check_happy()
+    }
+
+    /// Sends every share that nothing was written of yet and that fits in one request as one
+    /// whole-share request (`put_share`: allocate, write, verify and file in one step), all
+    /// servers in parallel. A small file thus costs one request per server. A server that does
+    /// not know the request gets the share the usual way (allocate, write, finish); one that
+    /// fails loses the share to a spare server, like a failed write.
+    async fn put_whole_shares(&mut self, si: StorageIndex) -> Result<(), Error> {
+        let t = Arc::clone(&self.client.transport);
+        let a = self.active()?;
+        while let Some(w) = a.encoder.poll_write() {
+            a.stage(w);
+        }
+        let lens = a.share_lens.clone().unwrap_or_default();
+        let whole: Vec<u16> = a
+            .slots
+            .iter()
+            .filter(|(share, slot)| {
+                let want = lens.get(usize::from(**share)).copied();
+                slot.upload.is_none()
+                    && slot.flushed == 0
+                    && !slot.filed
+                    && matches!(
+                        a.pending.get(share).map(Vec::as_slice),
+                        Some([(0, buf)]) if Some(buf.len() as u64) == want && buf.len() <= a.max_write
+                    )
+            })
+            .map(|(share, _)| *share)
+            .collect();
+        let mut reqs = Vec::new();
+        for share in whole {
+            let (Some(slot), Some(mut runs)) = (a.slots.get_mut(&share), a.pending.remove(&share))
+            else {
+                continue;
+            };
+            let Some((_, buf)) = runs.pop() else { continue };
+            slot.flushed = buf.len() as u64;
+            a.sent += 1;
+            reqs.push((share, slot.server, Bytes::from(buf)));
+        }
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        let results = join_all(reqs.into_iter().map(|(share, server, data)| {
+            let t = &t;
+            async move {
+                let r = t
+                    .put_share(server, si, wire_share(share), data.clone())
+                    .await;
+                (share, server, data, r)
+            }
+        }))
+        .await;
+        for (share, server, data, r) in results {
+            let a = self.active()?;
+            match r {
+                Ok(resp) => {
+                    a.acked += data.len() as u64;
+                    if resp.already_had {
+                        a.slots.remove(&share);
+                        a.existing.insert(share, server);
+                    } else if let Some(slot) = a.slots.get_mut(&share) {
+                        slot.filed = true;
+                    }
+                }
+                Err(e) if e.is_unsupported() => {
+                    if let Some(slot) = a.slots.get_mut(&share) {
+                        slot.flushed = 0;
+                    }
+                    a.produced = a.produced.saturating_sub(data.len() as u64);
+                    a.stage(ShareWrite {
+                        share,
+                        offset: 0,
+                        data: data.to_vec(),
+                    });
+                }
+                Err(_) => self.server_failed(server, Some((share, 0, data)))?,
+            }
+        }
+        Ok(())
     }
 
     /// Fails if the shares still placed can no longer reach the happiness threshold.
@@ -605,10 +690,11 @@ impl Upload {
     ) -> Result<(), Error> {
         let a = self.active()?;
         a.dead.insert(server);
+        // Shares already filed there stay: they are stored and verified.
         let shares: Vec<u16> = a
             .slots
             .iter()
-            .filter(|(_, s)| s.server == server)
+            .filter(|(_, s)| s.server == server && !s.filed)
             .map(|(sh, _)| *sh)
             .collect();
         for share in shares {
@@ -629,6 +715,7 @@ impl Upload {
                             server: target,
                             upload: None,
                             flushed: 0,
+                            filed: false,
                         },
                     );
                     if let Some(data) = resend {
@@ -660,7 +747,7 @@ impl Upload {
             let share_lens = a.share_lens.clone();
             let mut wanted: BTreeMap<ServerId, Vec<u16>> = BTreeMap::new();
             for (share, slot) in &a.slots {
-                if slot.upload.is_none() {
+                if slot.upload.is_none() && !slot.filed {
                     wanted.entry(slot.server).or_default().push(*share);
                 }
             }

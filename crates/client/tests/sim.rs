@@ -195,8 +195,8 @@ fn dead_servers_during_upload_within_happiness() {
     let (g, c) = grid(13, 22);
     let small = data(900, 22);
     for i in 0..13 {
-        // version + allocate, then the write fails.
-        g.set_knobs(i, |k| k.fail_after = Some(if i % 4 == 0 { 2 } else { 100 }));
+        // version, then the whole-share request fails.
+        g.set_knobs(i, |k| k.fail_after = Some(if i % 4 == 0 { 1 } else { 100 }));
     }
     let up = block_on(c.upload_bytes(&small, opts())).unwrap();
     assert!(up.lost.is_empty(), "{:?}", up.lost);
@@ -382,7 +382,11 @@ fn convergent_upload_twice_uploads_nothing_new() {
     assert_eq!(second.uploaded, 0);
     assert_eq!(second.existing, 10);
     let t = g.total();
-    assert_eq!((t.allocate, t.write, t.finish), (0, 0, 0), "{t:?}");
+    assert_eq!(
+        (t.allocate, t.write, t.finish, t.put_share),
+        (0, 0, 0, 0),
+        "{t:?}"
+    );
 
     // One share lost: only that one is uploaded again, to a server without a share.
     let si = si_of(&first.cap);
@@ -395,7 +399,9 @@ fn convergent_upload_twice_uploads_nothing_new() {
     g.reset_counters();
     let third = block_on(c.upload_bytes(&d, conv)).unwrap();
     assert_eq!((third.uploaded, third.existing), (1, 9));
-    assert_eq!(g.total().finish, 1);
+    // The share fits in one request: sent whole, no allocate, write or finish.
+    let t = g.total();
+    assert_eq!((t.put_share, t.allocate, t.finish), (1, 0, 0), "{t:?}");
     assert_eq!(g.shares_of(&si).len(), 10);
     assert_eq!(download(&c, &third.cap).unwrap(), d);
 
@@ -408,20 +414,45 @@ fn convergent_upload_twice_uploads_nothing_new() {
 }
 
 #[test]
-fn small_file_costs_one_allocate_write_and_finish_per_server() {
+fn small_file_costs_one_request_per_server() {
     let (g, c) = grid(10, 81);
     let up = block_on(c.upload_bytes(&data(700, 81), opts())).unwrap();
     let t = g.total();
+    // Besides the version round (which the HTTP transport answers from its cache in a burst
+    // of uploads), one whole-share request per server and nothing else.
     assert_eq!(
-        (t.version, t.allocate, t.write, t.finish),
-        (10, 10, 10, 10),
+        (t.version, t.put_share, t.allocate, t.write, t.finish),
+        (10, 10, 0, 0, 0),
         "{t:?}"
     );
+    for i in 0..10 {
+        assert_eq!(g.counters(i).put_share, 1);
+    }
+    assert_eq!((up.uploaded, up.existing, up.happiness), (10, 0, 10));
     g.reset_counters();
     assert_eq!(download(&c, &up.cap).unwrap(), data(700, 81));
     let t = g.total();
     // One list and one suffix read per server; the suffix holds the whole share.
     assert_eq!((t.list, t.read), (10, 10), "{t:?}");
+}
+
+#[test]
+fn servers_without_the_whole_share_request_get_allocate_write_finish() {
+    let (g, c) = grid(10, 82);
+    for i in 0..10 {
+        g.set_knobs(i, |k| k.no_put_share = i % 2 == 0);
+    }
+    let d = data(3000, 82);
+    let up = block_on(c.upload_bytes(&d, opts())).unwrap();
+    assert_eq!((up.uploaded, up.happiness), (10, 10));
+    assert!(up.failed_servers.is_empty());
+    let t = g.total();
+    assert_eq!(
+        (t.put_share, t.allocate, t.write, t.finish),
+        (10, 5, 5, 5),
+        "{t:?}"
+    );
+    assert_eq!(download(&c, &up.cap).unwrap(), d);
 }
 
 struct Counter {

@@ -12,7 +12,7 @@ use lafs_proto::ids::storage_index_to_text;
 use lafs_proto::signing::{sign_request, RequestParts};
 use lafs_proto::storage::{
     AdvisoryRequest, AllocateRequest, AllocateResponse, ErrorBody, ErrorCode, FinishRequest,
-    FinishResponse, SharesResponse, VersionResponse, WriteResponse,
+    FinishResponse, PutShareResponse, SharesResponse, VersionResponse, WriteResponse,
 };
 use lafs_proto::{Nonce, ReadRequest, ShareNum, StorageIndex, UploadId};
 use reqwest::{Method, StatusCode, Url};
@@ -421,6 +421,29 @@ impl Transport for HttpTransport {
     ) -> Result<FinishResponse, TransportError> {
         let path = format!("/storage/v1/upload/{upload}/{share}/finish");
         self.signed_json(server, Method::POST, &path, &req).await
+    }
+
+    async fn put_share(
+        &self,
+        server: ServerId,
+        si: StorageIndex,
+        share: ShareNum,
+        data: Bytes,
+    ) -> Result<PutShareResponse, TransportError> {
+        let path = format!(
+            "/storage/v1/immutable/{}/{share}",
+            storage_index_to_text(&si)
+        );
+        let out = self
+            .send(server, Method::PUT, &path, None, data, true, false)
+            .await?;
+        let r: PutShareResponse = parse_json(&out)?;
+        if r.storage_index != si || r.share != share {
+            return Err(TransportError::Protocol(
+                "whole-share answer names another share".into(),
+            ));
+        }
+        Ok(r)
     }
 
     async fn abort(&self, server: ServerId, upload: UploadId) -> Result<(), TransportError> {

@@ -178,3 +178,34 @@ async fn corrupt_byte_on_disk_is_detected_routed_around_and_reported() {
     assert!(report.recoverable && !report.healthy);
     assert_eq!(report.good_shares, 9);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_file_is_one_request_per_server() {
+    use std::sync::atomic::Ordering;
+    let grid = LocalGrid::start(10, true).await;
+    let (c, _g) = grid.client(config(SEG)).await;
+    let requests = || -> u64 {
+        grid.nodes
+            .iter()
+            .map(|n| n.state.metrics().requests.load(Ordering::Relaxed))
+            .sum()
+    };
+    // The first upload also learns every server's version (cached by the transport).
+    let first = c
+        .upload_bytes(&data(4096, 40), UploadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(first.happiness, 10);
+    let before = requests();
+    let d = data(4096, 41);
+    let up = c.upload_bytes(&d, UploadOptions::default()).await.unwrap();
+    assert_eq!((up.uploaded, up.happiness), (10, 10));
+    assert_eq!(requests() - before, 10, "one request per server");
+    let finished: u64 = grid
+        .nodes
+        .iter()
+        .map(|n| n.state.metrics().shares_finished.load(Ordering::Relaxed))
+        .sum();
+    assert_eq!(finished, 20);
+    assert_eq!(read(&c, &up.cap).await, d);
+}
