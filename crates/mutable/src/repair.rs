@@ -182,4 +182,33 @@ mod tests {
             ));
         }
     }
+
+    #[test]
+    fn a_rotten_copy_is_replaced_by_a_valid_share_of_the_same_version() {
+        let cap = MutableWriteCap::new(SigningSeed::from_bytes([5; 32]));
+        let keys = WriteKeys::for_file(&cap);
+        let si = cap.storage_index();
+        let params = Params::new(2, 3, 64).unwrap();
+        let e = encode_version(&keys, params, 2, &[9u8; 300], &mut Counter(3)).unwrap();
+        let whole = crate::ShareWrite::Whole {
+            share: 1,
+            data: e.shares[1].clone(),
+        };
+        let mut rotten = e.shares[1].clone();
+        rotten[200] ^= 0x40;
+        assert!(matches!(
+            crate::check_write(&si, Some(&rotten), &whole),
+            Ok(crate::Verdict::Accept {
+                seqnum: 2,
+                previous: Some(2),
+                ..
+            })
+        ));
+        // A valid share of another version with the same seqnum is a conflict, not rot.
+        let other = encode_version(&keys, params, 2, &[8u8; 300], &mut Counter(4)).unwrap();
+        assert!(matches!(
+            crate::check_write(&si, Some(&other.shares[1]), &whole),
+            Err(Error::SeqnumNotHigher { .. })
+        ));
+    }
 }

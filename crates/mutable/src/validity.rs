@@ -243,6 +243,14 @@ pub fn check_write_in(
                     };
                     if same {
                         Ok(Verdict::AlreadyStored { seqnum })
+                    } else if stored.is_some_and(|s| stored_is_invalid(si, slot, s)) {
+                        // A repairer replaces a stored copy that rotted (it fails the full
+                        // check) by a valid share of the same version.
+                        Ok(Verdict::Accept {
+                            share: slot,
+                            seqnum,
+                            previous: Some(p.info.seqnum),
+                        })
                     } else {
                         Err(Error::SeqnumNotHigher {
                             share: slot,
@@ -264,6 +272,21 @@ pub fn check_write_in(
             let stored = stored.ok_or(Error::PatchWithoutStoredShare { share: slot })?;
             check_patch(si, slot, stored, *new_len, patches)
         }
+    }
+}
+
+/// Whether the stored share fails the full check (an unreadable one counts as valid: it is
+/// not replaced on a guess).
+fn stored_is_invalid(si: &StorageIndex, slot: u16, stored: &dyn StoredShare) -> bool {
+    let view = View {
+        share: slot,
+        base: stored,
+        len: stored.len(),
+        patches: &[],
+    };
+    match check_whole(si, slot, &view) {
+        Ok(_) | Err(Error::StoredShareUnreadable { .. }) => false,
+        Err(_) => true,
     }
 }
 
