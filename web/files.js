@@ -79,8 +79,8 @@ async function aesCtr(key, offset, data) {
  * SHA-256(prefix ‖ segment) of each `segSize` piece of `bytes` (WebCrypto). Resolves to an array
  * of 32-byte digests. WebCrypto copies its input when called, so one scratch buffer serves all.
  */
-function segmentDigests(prefix, bytes, segSize) {
-  const scratch = new Uint8Array(prefix.length + Math.min(segSize, bytes.length));
+function segmentDigests(prefix, bytes, segSize, scratch = null) {
+  scratch ??= new Uint8Array(prefix.length + Math.min(segSize, bytes.length));
   scratch.set(prefix);
   const out = [];
   for (let o = 0; o < bytes.length || (o === 0 && bytes.length === 0); o += segSize) {
@@ -186,6 +186,49 @@ async function fetchOk(url, init) {
     throw new FetchError(`the gateway answered ${resp.status}${text ? `: ${text}` : ''}`);
   }
   return resp;
+}
+
+/**
+ * The body of `resp`, which must be exactly `length` bytes, read into a buffer from `take()`
+ * (reused between requests: a BYOB reader fills it in place) where the browser allows it.
+ */
+async function readBody(resp, length, take) {
+  let reader = null;
+  try {
+    reader = resp.body?.getReader({ mode: 'byob' }) ?? null;
+  } catch {
+    // no byte stream here
+  }
+  let bytes;
+  if (!reader) {
+    bytes = new Uint8Array(await resp.arrayBuffer());
+  } else {
+    let buf = take().buffer;
+    if (buf.byteLength < length) buf = new ArrayBuffer(length);
+    let off = 0;
+    while (off < length) {
+      const { value, done } = await reader.read(new Uint8Array(buf, off, length - off));
+      if (done) {
+        bytes = new Uint8Array(value?.buffer ?? buf, 0, off);
+        break;
+      }
+      buf = value.buffer;
+      off += value.length;
+    }
+    if (off === length) {
+      // Nothing may follow.
+      const { done } = await reader.read(new Uint8Array(1));
+      if (!done) {
+        reader.cancel().catch(() => {});
+        throw new FetchError(`the gateway sent more than the ${length} bytes asked for`);
+      }
+      bytes = new Uint8Array(buf, 0, length);
+    }
+  }
+  if (bytes.length !== length) {
+    throw new FetchError(`the gateway sent ${bytes.length} bytes instead of ${length}`);
+  }
+  return bytes;
 }
 
 /** Guesses a MIME type from the first bytes (inline display only for harmless kinds). */
@@ -346,12 +389,29 @@ class OpenFile {
     this.type = 'application/octet-stream';
     this.name = 'lafs-file';
     this.failed = null;
+    this.pool = [];
+    this.scratch = new Uint8Array(this.prefix.length + this.segSize);
   }
 
   /** The service-worker URL of this file (`?download`: saved as an attachment). */
   url(download) {
     const path = `lafs-stream/${this.token}/${encodeURIComponent(this.name)}`;
     return new URL(path + (download ? '?download' : ''), swScope()).href;
+  }
+
+  /**
+   * A buffer for one batch of ciphertext. Buffers go back to a small pool once their bytes are
+   * copied out (WebCrypto and wasm copy their input when called), so a long read allocates no
+   * new ciphertext buffers: garbage left to the collector would otherwise grow the tab's memory
+   * by tens of MiB during a large save.
+   */
+  takeBuffer() {
+    const size = Math.max(1, Math.floor(BATCH_BYTES / this.segSize)) * this.segSize;
+    return this.pool.pop() ?? new Uint8Array(size);
+  }
+
+  releaseBuffer(bytes) {
+    if (this.pool.length < FETCH_DEPTH + 1 && bytes.buffer.byteLength > 0) this.pool.push(new Uint8Array(bytes.buffer));
   }
 
   /** Ciphertext and proof of segments [a, b). */
@@ -365,38 +425,45 @@ class OpenFile {
         ? '{"proof":[]}'
         : fetchOk(`${this.base}?t=proof&segments=${a}-${b - 1}`, { signal }).then((x) => x.text()),
       fetchOk(this.base, { headers: { Range: `bytes=${start}-${end - 1}` }, signal })
-        .then((x) => x.arrayBuffer())
-        .then((x) => new Uint8Array(x)),
+        .then((x) => readBody(x, end - start, () => this.takeBuffer())),
     ]);
-    if (bytes.length !== end - start) {
-      throw new FetchError(`the gateway sent ${bytes.length} bytes instead of ${end - start}`);
-    }
     return { a, proof, bytes };
   }
 
-  /** Verifies a fetched batch in wasm and only then decrypts it. */
+  /** Verifies a fetched batch in wasm and only then decrypts it: its plaintext, in pieces. */
   async open({ a, proof, bytes }) {
-    if (this.failed) throw this.failed;
+    let pooled = true;
     try {
+      if (this.failed) throw this.failed;
       this.r.addProof(proof);
       const offset = a * this.segSize;
       if (this.key && offset % 16 === 0) {
         // SHA-256 and AES-CTR in WebCrypto; the hashes are checked against the tree in wasm,
         // and nothing is decrypted unless every segment of the batch proved.
-        const digests = await segmentDigests(this.prefix, bytes, this.segSize);
+        const digests = await segmentDigests(this.prefix, bytes, this.segSize, this.scratch);
         const all = new Uint8Array(digests.length * 32);
         digests.forEach((d, i) => all.set(d, i * 32));
         const start = this.r.verifyDigests(a, all, bytes.length);
-        return await aesCtr(this.key, start, bytes);
+        // One call per segment: the pieces handed to the service worker are a segment each.
+        const pieces = [];
+        for (let o = 0; o < bytes.length; o += this.segSize) {
+          // WebCrypto copies its input before it returns.
+          pieces.push(aesCtr(this.key, start + o, bytes.subarray(o, Math.min(o + this.segSize, bytes.length))));
+        }
+        this.releaseBuffer(bytes);
+        pooled = false;
+        return await Promise.all(pieces);
       }
-      return this.r.openSegments(a, bytes);
+      return [this.r.openSegments(a, bytes)];
     } catch (e) {
       if (e?.code === 'integrity') this.failed = e;
       throw e;
+    } finally {
+      if (pooled) this.releaseBuffer(bytes);
     }
   }
 
-  /** Verified plaintext of bytes [start, end), in pieces of up to BATCH_BYTES. */
+  /** Verified plaintext of bytes [start, end), in pieces of up to a segment (BATCH_BYTES with wasm AES). */
   async *read(start, end) {
     if (end <= start) return;
     const seg = this.segSize;
@@ -420,11 +487,14 @@ class OpenFile {
       while (inflight.length > 0) {
         const batch = await inflight.shift();
         fill();
-        const plain = await this.open(batch);
-        const off = batch.a * seg;
-        const from = Math.max(0, start - off);
-        const to = Math.min(plain.length, end - off);
-        yield from === 0 && to === plain.length ? plain : plain.subarray(from, to);
+        let off = batch.a * seg;
+        for (const plain of await this.open(batch)) {
+          const from = Math.max(0, start - off);
+          const to = Math.min(plain.length, end - off);
+          off += plain.length;
+          if (to <= from) continue;
+          yield from === 0 && to === plain.length ? plain : plain.subarray(from, to);
+        }
       }
     } finally {
       abort.abort();
@@ -636,14 +706,23 @@ async function serveStream(file, port) {
   };
   if (log.download && shown()) document.documentElement.setAttribute('data-save-state', 'saving');
   const pieces = file.read(req.start, req.end);
+  // One piece is always being prepared ahead of the worker's next pull.
+  let ahead = total > 0 ? pieces.next() : null;
+  ahead?.catch(() => {});
   try {
-    for (;;) {
+    // An empty range: the worker has answered already and pulls nothing.
+    if (total === 0) log.state = 'done';
+    while (total > 0) {
       const m = await next();
       if (m?.type !== 'pull') {
         log.state = 'cancelled';
         break;
       }
-      const { value, done } = await pieces.next();
+      const { value, done } = await ahead;
+      if (!done) {
+        ahead = pieces.next();
+        ahead.catch(() => {});
+      }
       if (done) {
         port.postMessage({ type: 'end' });
         log.state = 'done';
