@@ -1,11 +1,13 @@
 // Throughput of the web app against a local grid, next to the CLI on the same grid. Runs only with
-// LAFS_BENCH=1 (e.g. `LAFS_BENCH=1 LAFS_BENCH_MIB=64 npx playwright test bench`); prints figures.
+// LAFS_BENCH=1 (e.g. `LAFS_BENCH=1 LAFS_BENCH_MIB=256 npx playwright test bench`); prints figures.
+// The grid runs $LAFS_BIN: for figures, a release build (`cargo build --release -p lafs-cli`,
+// then LAFS_BIN=$CARGO_TARGET_DIR/release/lafs); by default the tests' dev build.
 import { test, expect } from '@playwright/test';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { startGrid } from '../grid.mjs';
+import { startGrid, lafsBin } from '../grid.mjs';
 
 test.skip(!process.env.LAFS_BENCH, 'benchmark: set LAFS_BENCH=1 to run');
 
@@ -38,28 +40,42 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
   figures.push(['lafs get --node (CLI, native)', rate(original.length, performance.now() - t)]);
   expect(sha(got)).toBe(sha(original));
 
-  await page.goto(`${grid.url}/`);
-  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
-  t = performance.now();
-  await page.evaluate((c) => { location.hash = c; }, cap);
-  await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 600_000 });
-  figures.push(['browser: download + verify + decrypt (seen by the test)', rate(original.length, performance.now() - t)]);
-  const dl = await page.evaluate(() => window.lafsTimings.download);
-  figures.push(['browser: download + verify + decrypt (in the page)', rate(dl.bytes, dl.ms)]);
-  const [download] = await Promise.all([
-    page.waitForEvent('download'),
-    page.locator('#file-download').click(),
-  ]);
-  expect(sha(readFileSync(await download.path()))).toBe(sha(original));
-
+  // Streamed through the service worker to disk (the path for every file above 16 MiB).
   for (const mode of ['webcrypto', 'wasm']) {
     await page.goto(`${grid.url}/${mode === 'wasm' ? '?crypto=wasm' : ''}`);
     await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
     await page.evaluate((c) => { location.hash = c; }, cap);
     await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 600_000 });
     await expect(page.locator('html')).toHaveAttribute('data-crypto', mode);
+    const stream = (await page.locator('html').getAttribute('data-delivery')) === 'stream';
+    t = performance.now();
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.locator('#file-download').click(),
+    ]);
+    const path = await download.path();
+    const ms = performance.now() - t;
+    expect(sha(readFileSync(path))).toBe(sha(original));
+    const how = stream ? 'streamed save through the service worker' : 'save from memory';
+    figures.push([`browser (${mode}): ${how}, download + verify + decrypt + write (seen by the test)`, rate(original.length, ms)]);
+    if (stream) {
+      const s = await page.evaluate(() => window.lafsTimings.stream);
+      figures.push([`browser (${mode}): ${how} (in the page)`, rate(s.bytes, s.ms)]);
+    }
+  }
+
+  // Read whole into memory (no service worker: ?sw=off).
+  for (const mode of ['webcrypto', 'wasm']) {
+    await page.goto(`${grid.url}/?sw=off${mode === 'wasm' ? '&crypto=wasm' : ''}`);
+    await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+    await page.evaluate((c) => { location.hash = c; }, cap);
+    await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 600_000 });
+    await expect(page.locator('html')).toHaveAttribute('data-crypto', mode);
     const d = await page.evaluate(() => window.lafsTimings.download);
-    figures.push([`browser (${mode} AES): download + verify + decrypt (in the page)`, rate(d.bytes, d.ms)]);
+    figures.push([`browser (${mode}): into memory, download + verify + decrypt (in the page, ?sw=off)`, rate(d.bytes, d.ms)]);
+  }
+
+  for (const mode of ['webcrypto', 'wasm']) {
     await page.goto(`${grid.url}/${mode === 'wasm' ? '?crypto=wasm' : ''}`);
     await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
     await page.locator('#upload-input').setInputFiles(inputFile);
@@ -81,5 +97,6 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
   figures.push(['browser: encrypt + upload (in the page)', rate(up.bytes, up.encryptMs + up.uploadMs)]);
 
   rmSync(inputFile, { force: true });
-  console.log(`\nlafs web app throughput, ${MIB} MiB:\n` + figures.map(([k, v]) => `  ${k}: ${v}`).join('\n'));
+  const load = loadavg().map((x) => x.toFixed(1)).join(' ');
+  console.log(`\nlafs web app throughput, ${MIB} MiB (lafs: ${lafsBin()}; load average ${load}):\n` + figures.map(([k, v]) => `  ${k}: ${v}`).join('\n'));
 });
