@@ -42,6 +42,7 @@ mod dir;
 mod discover;
 mod download;
 mod mutable;
+mod mutable_check;
 pub mod placement;
 pub mod sim;
 mod transport;
@@ -55,6 +56,9 @@ pub use check::{CheckReport, CopyStatus, ShareCopy};
 pub use dir::{is_dir_cap, read_level, OpenedDir};
 pub use download::Download;
 pub use mutable::{Located, MutableContents};
+pub use mutable_check::{
+    mutable_public_key, MutableCheckReport, MutableCopy, MutableRepairReport, MutableVersion,
+};
 pub use placement::ServerId;
 pub use transport::{
     mutable_unsupported, parse_read_response, BoxFut, MaybeSendSync, ReadPiece, Spawn, Transport,

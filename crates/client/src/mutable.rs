@@ -11,7 +11,12 @@
 //! * **Publish**: a new version is encoded with seqnum = (highest seqnum seen anywhere) + 1 and
 //!   sent as whole shares: each share to every server already holding that share number (so
 //!   old copies are replaced), new share numbers round-robin over the accepting servers in
-//!   the storage index's permuted order. Each server applies its part all or nothing.
+//!   the storage index's permuted order. Each server applies its part all or nothing. Shares
+//!   whose server failed are sent once more to other accepting servers. **Happiness**: with
+//!   fewer than `happy` (≤ N) accepting servers nothing is written and the publish fails with
+//!   [`Error::NotHappy`]; if the stored shares end up on fewer than `happy` distinct servers,
+//!   it fails the same way (the servers reached hold the new version; the others keep theirs,
+//!   and readers pick the highest version with k shares).
 //! * **Concurrent writers**: a server refusing a write because it holds an equal or higher
 //!   seqnum (409), or two different versions with one seqnum, is
 //!   [`Error::UncoordinatedWrite`]: never silent loss. Recovery: read again, merge, publish.
@@ -34,7 +39,7 @@ use lafs_proto::mutable::WireWrite;
 use lafs_proto::storage::ErrorCode;
 use lafs_proto::{ReadRange, ReadRequest, ShareNum, ShareRead};
 
-use crate::placement::permuted_servers;
+use crate::placement::{happiness, permuted_servers};
 use crate::transport::{ReadPiece, TransportError};
 use crate::{Client, Error, ServerId};
 
@@ -107,6 +112,15 @@ fn wire(w: ShareWrite) -> Result<WireWrite, Error> {
                 .collect(),
         },
     })
+}
+
+/// Where the writes of a publish landed.
+#[derive(Debug, Default)]
+struct Sent {
+    /// (server, share) stored (written or already stored).
+    ok: Vec<(ServerId, u16)>,
+    /// Servers whose request failed (other than a 409), with the error.
+    failed: Vec<(ServerId, Error)>,
 }
 
 fn uncoordinated(seqnum: u64, detail: impl Into<String>) -> Error {
@@ -291,6 +305,7 @@ impl Client {
                 .map(|&s| async move { (s, t.version(s).await) }),
         )
         .await;
+        let reachable = versions.iter().filter(|(_, v)| v.is_ok()).count();
         let accepting: Vec<ServerId> = versions
             .into_iter()
             .filter_map(|(s, v)| match v {
@@ -298,25 +313,32 @@ impl Client {
                 _ => None,
             })
             .collect();
+        let n = params.n();
+        let needed = usize::from(self.config.happy.min(n)).max(1);
+        let not_happy = |achieved: usize| Error::NotHappy {
+            queried: servers.len(),
+            reachable,
+            accepting: accepting.len(),
+            achieved,
+            needed,
+        };
+        // Too few accepting servers: refuse before writing anything, so the previous version
+        // stays exactly as it was.
+        let possible = accepting.len().min(usize::from(n));
+        if possible < needed {
+            return Err(not_happy(possible));
+        }
         let holders = located.holders();
+        let writes = encoded.writes();
         let mut plan: BTreeMap<ServerId, Vec<WireWrite>> = BTreeMap::new();
         let mut next = 0usize;
-        for w in encoded.writes() {
+        for w in &writes {
             let share = w.share();
             let mut targets: Vec<ServerId> = holders
                 .get(&share)
                 .map(|h| h.iter().copied().collect())
                 .unwrap_or_default();
             if targets.is_empty() {
-                if accepting.is_empty() {
-                    return Err(Error::NotHappy {
-                        queried: servers.len(),
-                        reachable: 0,
-                        accepting: 0,
-                        achieved: 0,
-                        needed: 1,
-                    });
-                }
                 targets.push(accepting[next % accepting.len()]);
                 next += 1;
             }
@@ -324,24 +346,67 @@ impl Client {
                 plan.entry(s).or_default().push(wire(w.clone())?);
             }
         }
-        self.send_writes(si, seqnum, plan).await
+        let mut sent = self.send_writes(si, seqnum, plan).await?;
+        // Shares that reached no server go, once, to accepting servers that hold none of this
+        // version yet (then to any that answered), in permuted order.
+        let placed: BTreeSet<u16> = sent.ok.iter().map(|(_, sh)| *sh).collect();
+        let missing: Vec<&ShareWrite> = writes
+            .iter()
+            .filter(|w| !placed.contains(&w.share()))
+            .collect();
+        if !missing.is_empty() {
+            let failed: BTreeSet<ServerId> = sent.failed.iter().map(|(s, _)| *s).collect();
+            let busy: BTreeSet<ServerId> = sent.ok.iter().map(|(s, _)| *s).collect();
+            let mut spare: Vec<ServerId> = accepting
+                .iter()
+                .copied()
+                .filter(|s| !failed.contains(s) && !busy.contains(s))
+                .collect();
+            if spare.is_empty() {
+                spare = accepting
+                    .iter()
+                    .copied()
+                    .filter(|s| !failed.contains(s))
+                    .collect();
+            }
+            if !spare.is_empty() {
+                let mut retry: BTreeMap<ServerId, Vec<WireWrite>> = BTreeMap::new();
+                for (i, w) in missing.into_iter().enumerate() {
+                    retry
+                        .entry(spare[i % spare.len()])
+                        .or_default()
+                        .push(wire(w.clone())?);
+                }
+                let again = self.send_writes(si, seqnum, retry).await?;
+                sent.ok.extend(again.ok);
+                sent.failed.extend(again.failed);
+            }
+        }
+        let achieved = happiness(&sent.ok);
+        if achieved < needed {
+            return Err(not_happy(achieved));
+        }
+        Ok(seqnum)
     }
 
+    /// Sends each server its writes, all servers at once. A 409 from any server is
+    /// [`Error::UncoordinatedWrite`]; other failures are returned in [`Sent::failed`].
     async fn send_writes(
         &self,
         si: StorageIndex,
         seqnum: u64,
         plan: BTreeMap<ServerId, Vec<WireWrite>>,
-    ) -> Result<u64, Error> {
+    ) -> Result<Sent, Error> {
         let t = &self.transport;
         let results = join_all(plan.into_iter().map(|(server, writes)| async move {
-            (server, t.mutable_write(server, si, writes).await)
+            let shares: Vec<u16> = writes.iter().map(|w| u16::from(w.share().0)).collect();
+            (server, shares, t.mutable_write(server, si, writes).await)
         }))
         .await;
-        let mut first_error = None;
-        for (server, r) in results {
+        let mut sent = Sent::default();
+        for (server, shares, r) in results {
             match r {
-                Ok(_) => {}
+                Ok(_) => sent.ok.extend(shares.into_iter().map(|sh| (server, sh))),
                 Err(TransportError::Status {
                     code: ErrorCode::Conflict,
                     message,
@@ -352,18 +417,16 @@ impl Client {
                         format!("server {server} refused version {seqnum}: {message}"),
                     ))
                 }
-                Err(e) => {
-                    first_error.get_or_insert(Error::MutableWrite {
+                Err(e) => sent.failed.push((
+                    server,
+                    Error::MutableWrite {
                         server: server.to_string(),
                         error: e,
-                    });
-                }
+                    },
+                )),
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(seqnum),
-        }
+        Ok(sent)
     }
 
     /// Creates a mutable file holding `data` (version 1) and returns its writecap.
@@ -526,6 +589,20 @@ impl Client {
                 plan.entry(*s).or_default().push(wire(w.clone())?);
             }
         }
-        self.send_writes(si, seqnum, plan).await.map(Some)
+        let servers = plan.len();
+        let sent = self.send_writes(si, seqnum, plan).await?;
+        let needed = usize::from(self.config.happy.min(n)).max(1);
+        let achieved = happiness(&sent.ok);
+        if achieved < needed {
+            // Patches can only go where the previous version is: no fail-over.
+            return Err(Error::NotHappy {
+                queried: located.queried,
+                reachable: servers - sent.failed.len(),
+                accepting: servers - sent.failed.len(),
+                achieved,
+                needed,
+            });
+        }
+        Ok(Some(seqnum))
     }
 }

@@ -78,7 +78,7 @@ fn survives_dead_servers_and_reports_missing_files() {
 
 #[test]
 fn readcap_holder_cannot_write() {
-    let grid = Arc::new(SimGrid::new(5, 3));
+    let grid = Arc::new(SimGrid::new(10, 3));
     let c = client(&grid);
     let cap = block_on(c.create_mutable(b"original")).unwrap();
     let rc = cap.read_cap();
@@ -160,7 +160,29 @@ fn read_only_servers_get_no_new_shares() {
     for i in 0..3 {
         grid.set_knobs(i, |k| k.read_only = true);
     }
-    let c = client(&grid);
+    // One accepting server is below the default happiness (7): refused, nothing written.
+    let err = block_on(client(&grid).create_mutable(b"all on one")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotHappy {
+                accepting: 1,
+                achieved: 1,
+                needed: 7,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // With happy = 1 every share goes to the one accepting server.
+    let c = Client::new(
+        grid.clone(),
+        ClientConfig {
+            params: Params::new(3, 10, 4096).unwrap(),
+            happy: 1,
+            ..ClientConfig::default()
+        },
+    );
     let cap = block_on(c.create_mutable(b"all on one")).unwrap();
     let got = block_on(c.read_mutable(&cap.read_cap())).unwrap();
     let servers: std::collections::BTreeSet<_> =
@@ -204,4 +226,159 @@ fn small_changes_are_published_as_patches() {
         block_on(c.read_mutable(&cap.read_cap())).unwrap().data[0],
         b'X'
     );
+}
+
+#[test]
+fn unhappy_publish_fails_and_keeps_the_previous_version() {
+    let grid = Arc::new(SimGrid::new(10, 7));
+    let c = client(&grid);
+    let cap = block_on(c.create_mutable(b"version one")).unwrap();
+    for i in 0..4 {
+        grid.set_knobs(i, |k| k.dead = true);
+    }
+    let err = block_on(c.overwrite_mutable(&cap, b"version two")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotHappy {
+                reachable: 6,
+                accepting: 6,
+                achieved: 6,
+                needed: 7,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("6") && text.contains("7 are needed"),
+        "{text}"
+    );
+    // Nothing was written: version 1 is intact on every live server.
+    let got = block_on(c.read_mutable(&cap.read_cap())).unwrap();
+    assert_eq!(
+        (got.seqnum, got.data.as_slice()),
+        (1, b"version one".as_slice())
+    );
+    // Patches too.
+    assert!(matches!(
+        block_on(c.write_mutable_at(&cap, 0, b"V")),
+        Err(Error::NotHappy { .. })
+    ));
+    for i in 0..4 {
+        grid.set_knobs(i, |k| k.dead = false);
+    }
+    assert_eq!(
+        block_on(c.overwrite_mutable(&cap, b"version two")).unwrap(),
+        2
+    );
+}
+
+#[test]
+fn a_failing_holder_share_is_placed_elsewhere() {
+    let grid = Arc::new(SimGrid::new(10, 8));
+    let c = client(&grid);
+    let cap = block_on(c.create_mutable(b"version one")).unwrap();
+    let si = cap.storage_index();
+    // The server holding share 0 stops accepting writes (its write answers 403).
+    let (holder, _, _) = grid
+        .mutable_shares_of(&si)
+        .into_iter()
+        .find(|(_, sh, _)| *sh == 0)
+        .unwrap();
+    grid.set_knobs(holder, |k| k.read_only = true);
+    assert_eq!(
+        block_on(c.overwrite_mutable(&cap, b"version two")).unwrap(),
+        2
+    );
+    let got = block_on(c.read_mutable(&cap.read_cap())).unwrap();
+    assert_eq!(got.data, b"version two");
+    // Every share of version 2 exists somewhere (share 0 on another server).
+    let v2: std::collections::BTreeSet<u16> = got
+        .located
+        .headers
+        .iter()
+        .filter(|(_, h)| h.info.seqnum == 2)
+        .map(|(_, h)| h.share)
+        .collect();
+    assert_eq!(v2.len(), 10);
+}
+
+#[test]
+fn check_verify_and_repair_with_a_verifycap() {
+    let grid = Arc::new(SimGrid::new(10, 9));
+    let c = client(&grid);
+    let data: Vec<u8> = (0..30_000u32).map(|i| (i % 239) as u8).collect();
+    let cap = block_on(c.create_mutable(&data)).unwrap();
+    let si = cap.storage_index();
+    let vc = cap.read_cap().verify_cap();
+    let pk = *vc.public_key();
+
+    // Server 9 is down while version 2 is published: its share goes elsewhere, and it keeps
+    // a stale version-1 copy.
+    grid.set_knobs(9, |k| k.dead = true);
+    block_on(c.overwrite_mutable(&cap, &data)).unwrap();
+    grid.set_knobs(9, |k| k.dead = false);
+    let healthy = block_on(c.check_mutable(&pk, false)).unwrap();
+    assert_eq!(healthy.latest.unwrap().seqnum, 2);
+    assert_eq!(healthy.good_shares, 10);
+    assert_eq!(healthy.versions.len(), 2, "{:?}", healthy.versions);
+    assert_eq!(healthy.versions[1].info.seqnum, 1);
+    assert_eq!(healthy.versions[1].copies, 1);
+    assert!(healthy.healthy);
+    assert_eq!(
+        healthy.stale_copies, 1,
+        "the older version's copy is reported"
+    );
+
+    // Delete three shares of version 2, rot a fourth.
+    let v2: Vec<(usize, u16, u64)> = grid
+        .mutable_shares_of(&si)
+        .into_iter()
+        .filter(|(i, _, _)| *i != 9)
+        .collect();
+    let mut gone = Vec::new();
+    for (i, sh, _) in v2.iter().take(3) {
+        assert!(grid.remove_mutable_share(*i, &si, *sh));
+        gone.push(*sh);
+    }
+    let (ri, rsh, rlen) = v2[3];
+    assert!(grid.corrupt_mutable(ri, &si, rsh, rlen - 5));
+
+    let r = block_on(c.check_mutable(&pk, false)).unwrap();
+    assert_eq!(r.good_shares, 7, "headers only: the rot is not seen");
+    assert!(r.recoverable && !r.healthy);
+    let r = block_on(c.check_mutable(&pk, true)).unwrap();
+    assert!(r.verified);
+    assert_eq!(r.good_shares, 6);
+    let corrupt: Vec<_> = r
+        .copies
+        .iter()
+        .filter(|x| matches!(x.status, lafs_client::CopyStatus::Corrupt(_)))
+        .collect();
+    assert_eq!(corrupt.len(), 1);
+    assert_eq!(corrupt[0].share, rsh);
+
+    // Repair with the verifycap: rebuilt shares, rotten and stale copies replaced.
+    let rep = block_on(c.repair_mutable(&pk)).unwrap();
+    let mut rebuilt = rep.rebuilt.clone();
+    rebuilt.sort_unstable();
+    let mut expected: Vec<u16> = gone.clone();
+    expected.push(rsh);
+    expected.sort_unstable();
+    assert_eq!(rebuilt, expected);
+    assert!(rep.failed.is_empty(), "{:?}", rep.failed);
+    assert!(rep.after.healthy, "{:?}", rep.after);
+    assert_eq!(rep.after.good_shares, 10);
+    assert_eq!(rep.after.versions.len(), 1);
+    assert_eq!(rep.after.stale_copies, 0);
+    let verified = block_on(c.check_mutable(&pk, true)).unwrap();
+    assert!(verified.healthy && verified.good_shares == 10);
+    // The seqnum did not change and the contents read back.
+    let got = block_on(c.read_mutable(&cap.read_cap())).unwrap();
+    assert_eq!((got.seqnum, got.data), (2, data));
+    // Nothing left to do: a second repair stores nothing.
+    let again = block_on(c.repair_mutable(&pk)).unwrap();
+    assert!(again.rebuilt.is_empty() && again.stored.is_empty());
 }

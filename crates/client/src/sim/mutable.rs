@@ -6,7 +6,7 @@ use lafs_proto::mutable::{MutableWriteResponse, ShareWriteResult, WireWrite, Wri
 use lafs_proto::storage::{ErrorCode, ShareInfo};
 use lafs_proto::{ReadRequest, ShareNum, StorageIndex};
 
-use super::{status, SimServer};
+use super::{status, SimGrid, SimServer};
 use crate::transport::{ReadPiece, TransportError};
 
 fn to_share_write(w: WireWrite) -> lafs_mutable::ShareWrite {
@@ -30,6 +30,47 @@ fn to_share_write(w: WireWrite) -> lafs_mutable::ShareWrite {
                 })
                 .collect(),
         },
+    }
+}
+
+impl SimGrid {
+    /// Every mutable share of `si`: (server index, share number, length).
+    pub fn mutable_shares_of(&self, si: &StorageIndex) -> Vec<(usize, u16, u64)> {
+        let mut out = Vec::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            for ((ssi, sh), data) in s.lock().mutable.iter() {
+                if ssi == si {
+                    out.push((i, *sh, data.len() as u64));
+                }
+            }
+        }
+        out
+    }
+
+    /// Deletes mutable share `share` of `si` from server `i`. Returns false if absent.
+    pub fn remove_mutable_share(&self, i: usize, si: &StorageIndex, share: u16) -> bool {
+        self.servers[i]
+            .lock()
+            .mutable
+            .remove(&(*si, share))
+            .is_some()
+    }
+
+    /// Flips byte `offset` of mutable share `share` of `si` on server `i` (disk rot). Returns
+    /// false if absent.
+    pub fn corrupt_mutable(&self, i: usize, si: &StorageIndex, share: u16, offset: u64) -> bool {
+        let mut st = self.servers[i].lock();
+        match st
+            .mutable
+            .get_mut(&(*si, share))
+            .and_then(|d| d.get_mut(usize::try_from(offset).unwrap_or(usize::MAX)))
+        {
+            Some(b) => {
+                *b ^= 0x55;
+                true
+            }
+            None => false,
+        }
     }
 }
 
