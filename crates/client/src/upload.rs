@@ -84,8 +84,17 @@ struct WriteDone {
     result: Result<WriteResponse, TransportError>,
 }
 
+/// The outcome of one segment encoded on the spawner.
+type Encoding = (Option<Encoder>, Result<Vec<ShareWrite>, Error>);
+
 struct Active {
-    encoder: Encoder,
+    /// The encoder; `None` while it encodes a segment on the spawner (`encoding`).
+    encoder: Option<Encoder>,
+    /// A segment being encoded on [`crate::ClientConfig::spawner`]: gives the encoder back
+    /// with the writes it produced.
+    encoding: Option<BoxFut<Encoding>>,
+    /// Plaintext bytes handed to the encoder so far.
+    pushed: u64,
     queried: usize,
     reachable: usize,
     accepting: usize,
@@ -353,7 +362,9 @@ impl Upload {
         let seg_bytes =
             u64::from(params.segment_size()) * u64::from(params.n()) / u64::from(params.k());
         self.active = Some(Active {
-            encoder: Encoder::new(params, key)?,
+            encoder: Some(Encoder::new(params, key)?),
+            encoding: None,
+            pushed: 0,
             queried: servers.len(),
             reachable,
             accepting,
@@ -388,19 +399,75 @@ impl Upload {
     }
 
     /// Encodes `data` segment by segment, sending writes as they fill up.
+    ///
+    /// With a [`crate::ClientConfig::spawner`], a chunk that completes a segment is encoded
+    /// (AES, Reed-Solomon, hashing) on the executor while this task sends the previous
+    /// segment's writes and the caller produces the next chunk: one segment is encoded ahead.
     async fn push(&mut self, data: &[u8]) -> Result<(), Error> {
         let seg = self.client.config.params.segment_size() as usize;
+        let spawner = self.client.config.spawner.clone();
         for chunk in data.chunks(seg.max(1)) {
+            self.settle_encoding().await?;
             let a = self.active()?;
-            a.encoder.push(chunk)?;
-            self.pump(false).await?;
+            let completes = (a.pushed % seg as u64) as usize + chunk.len() >= seg;
+            a.pushed += chunk.len() as u64;
+            match (&spawner, completes) {
+                (Some(sp), true) => {
+                    let mut enc = a
+                        .encoder
+                        .take()
+                        .ok_or(Error::InvalidState("encoder busy"))?;
+                    let chunk = chunk.to_vec();
+                    let (tx, rx) = futures::channel::oneshot::channel::<Encoding>();
+                    sp.0.spawn(boxed(async move {
+                        let r = enc.push(&chunk).map_err(Error::from).map(|()| {
+                            let mut out = Vec::new();
+                            while let Some(w) = enc.poll_write() {
+                                out.push(w);
+                            }
+                            out
+                        });
+                        let _ = tx.send((Some(enc), r));
+                    }));
+                    a.encoding = Some(boxed(async move {
+                        rx.await.unwrap_or_else(|_| {
+                            (
+                                None,
+                                Err(Error::InvalidState("spawned segment encoding was dropped")),
+                            )
+                        })
+                    }));
+                    // Send what earlier segments produced while this one is encoded.
+                    self.pump(false).await?;
+                }
+                _ => {
+                    a.encoder()?.push(chunk)?;
+                    self.pump(false).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the segment being encoded on the spawner (if any), takes the encoder back
+    /// and queues the writes it produced.
+    async fn settle_encoding(&mut self) -> Result<(), Error> {
+        let a = self.active()?;
+        let Some(fut) = a.encoding.take() else {
+            return Ok(());
+        };
+        let (enc, writes) = fut.await;
+        a.encoder = enc;
+        for w in writes? {
+            a.stage(w);
         }
         Ok(())
     }
 
     async fn finish_inner(&mut self) -> Result<UploadResult, Error> {
+        self.settle_encoding().await?;
         let a = self.active()?;
-        let encoded = a.encoder.finish()?;
+        let encoded = a.encoder()?.finish()?;
         a.share_lens = Some(encoded.share_lens.clone());
         self.put_whole_shares(encoded.storage_index).await?;
         let mut idle = 0;
@@ -514,7 +581,7 @@ impl Upload {
     async fn put_whole_shares(&mut self, si: StorageIndex) -> Result<(), Error> {
         let t = Arc::clone(&self.client.transport);
         let a = self.active()?;
-        while let Some(w) = a.encoder.poll_write() {
+        while let Some(w) = a.encoder()?.poll_write() {
             a.stage(w);
         }
         let lens = a.share_lens.clone().unwrap_or_default();
@@ -612,7 +679,7 @@ impl Upload {
         let chunk = self.client.config.write_chunk.max(1);
         {
             let a = self.active()?;
-            while let Some(w) = a.encoder.poll_write() {
+            while let Some(w) = a.encoder.as_mut().and_then(Encoder::poll_write) {
                 a.stage(w);
             }
         }
@@ -655,7 +722,7 @@ impl Upload {
 
     fn report(&self) {
         if let (Some(p), Some(a)) = (&self.opts.progress, &self.active) {
-            let encoded = a.encoder.bytes_pushed();
+            let encoded = a.pushed;
             let acked = if a.produced == 0 {
                 0
             } else {
@@ -803,6 +870,13 @@ impl Upload {
 }
 
 impl Active {
+    /// The encoder (not lent to the spawner).
+    fn encoder(&mut self) -> Result<&mut Encoder, Error> {
+        self.encoder
+            .as_mut()
+            .ok_or(Error::InvalidState("encoder is busy on the spawner"))
+    }
+
     /// Queues one encoder write for its share, merged with the previous run when contiguous.
     fn stage(&mut self, w: ShareWrite) {
         if !self.slots.contains_key(&w.share) {

@@ -538,6 +538,35 @@ impl lafs_client::Spawn for ThreadSpawner {
 }
 
 #[test]
+fn uploads_with_a_spawner_encode_elsewhere_and_agree() {
+    let d = data(40 * SEG as usize + 333, 112);
+    let (g0, c0) = grid(10, 112);
+    let plain = block_on(c0.upload_bytes(&d, opts())).unwrap();
+    let (g, _) = grid(10, 112);
+    let mut cfg = config();
+    cfg.spawner = Some(lafs_client::Spawner(Arc::new(ThreadSpawner)));
+    let c = Client::new(g.clone(), cfg);
+    // Streamed in uneven pieces: segments are completed across writes.
+    let mut up = c.upload(opts());
+    for piece in d.chunks(777) {
+        block_on(up.write(piece)).unwrap();
+    }
+    let spawned = block_on(up.finish()).unwrap();
+    assert_eq!(spawned.cap, plain.cap, "same key, same file, same cap");
+    assert_eq!(download(&c, &spawned.cap).unwrap(), d);
+    assert_eq!(g.total().write_bytes, g0.total().write_bytes);
+    // A server dying mid-upload while segments are encoded elsewhere: still happy.
+    let (g, _) = grid(10, 113);
+    g.set_knobs(3, |k| k.fail_after = Some(3));
+    let mut cfg = config();
+    cfg.spawner = Some(lafs_client::Spawner(Arc::new(ThreadSpawner)));
+    let c = Client::new(g.clone(), cfg);
+    let up = block_on(c.upload_bytes(&d, opts())).unwrap();
+    assert!(up.happiness >= 7);
+    assert_eq!(download(&c, &up.cap).unwrap(), d);
+}
+
+#[test]
 fn downloads_with_a_spawner_decode_elsewhere_and_agree() {
     let (g, _) = grid(10, 111);
     let mut cfg = config();
