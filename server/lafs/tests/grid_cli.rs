@@ -268,4 +268,74 @@ fn directories_aliases_and_copies_on_a_local_grid() {
         std::fs::read(snap_back.join("sub/b.bin")).unwrap(),
         data(70_000)
     );
+
+    // Check of the root directory (a mutable file): versions and shares, then a share lost
+    // on disk, repair with the verifycap-level check command, verify.
+    let check = |extra: &[&str]| {
+        let mut v = vec![
+            "check",
+            root.as_str(),
+            "--node",
+            node,
+            "--happy",
+            "4",
+            "--json",
+        ];
+        v.extend_from_slice(extra);
+        let o = lafs(&v, None);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        (o.status.code(), v)
+    };
+    let (code, v) = check(&[]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["mutable"], true);
+    assert_eq!(v["good_shares"], 4);
+    let seqnum = v["seqnum"].as_u64().unwrap();
+    assert!(seqnum > 1, "{v}");
+    assert_eq!(v["versions"][0]["shares"].as_array().unwrap().len(), 4);
+    let si = v["storage_index"].as_str().unwrap().to_owned();
+    // Delete one share file of the root on one storage node.
+    let mut files = Vec::new();
+    let mut stack = vec![tmp.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.parent().is_some_and(|d| d.ends_with(&si))
+                && p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .parse::<u8>()
+                    .is_ok()
+            {
+                files.push(p);
+            }
+        }
+    }
+    assert_eq!(files.len(), 4, "{files:?}");
+    std::fs::remove_file(&files[0]).unwrap();
+    let (code, v) = check(&[]);
+    assert_eq!(code, Some(2), "{v}");
+    assert_eq!(v["good_shares"], 3);
+    assert_eq!(v["recoverable"], true);
+    let (code, v) = check(&["--repair"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["repair"]["rebuilt"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["good_shares"], 4);
+    assert_eq!(v["seqnum"].as_u64().unwrap(), seqnum);
+    let o = lafs(
+        &["check", &root, "--node", node, "--happy", "4", "--verify"],
+        None,
+    );
+    let text = ok(&o);
+    assert!(text.starts_with("healthy"), "{text}");
+    assert!(
+        text.contains(&format!("latest version: seqnum {seqnum}")),
+        "{text}"
+    );
+    assert!(text.contains("every share read and verified"), "{text}");
+    assert_eq!(run(&["ls", "home:"]), "copy.txt\nsnap/\ntree/\n");
 }
