@@ -24,6 +24,8 @@ pub struct CapInfo {
     selection_index: Option<String>,
     verify_cap: Option<String>,
     literal_data: Option<Vec<u8>>,
+    read_only_cap: Option<String>,
+    traverse_cap: Option<String>,
 }
 
 impl core::fmt::Debug for CapInfo {
@@ -38,8 +40,9 @@ impl core::fmt::Debug for CapInfo {
 
 #[wasm_bindgen]
 impl CapInfo {
-    /// Short kind name, stable for scripts: `"readcap"`, `"verifycap"` or `"literal"`
-    /// (`"unknown"` for a kind this version of the API cannot describe).
+    /// Short kind name, stable for scripts: `"readcap"`, `"verifycap"` or `"literal"` for
+    /// immutable files, `"directory"` for directory caps (any level), `"mutable"` for mutable
+    /// file caps (`"unknown"` for a kind this version of the API cannot describe).
     #[wasm_bindgen(getter)]
     pub fn kind(&self) -> String {
         self.kind.to_owned()
@@ -98,6 +101,20 @@ impl CapInfo {
         self.literal_data.clone()
     }
 
+    /// For a write cap (directory or mutable file), the read cap of the same directory or
+    /// file, derived in the tab (one way); `undefined` otherwise. A secret, like the cap.
+    #[wasm_bindgen(getter, js_name = readOnlyCap)]
+    pub fn read_only_cap(&self) -> Option<String> {
+        self.read_only_cap.clone()
+    }
+
+    /// For a directory write or read cap, the directory's traversal cap (structure only: no
+    /// names, no contents), derived in the tab; `undefined` otherwise.
+    #[wasm_bindgen(getter, js_name = traverseCap)]
+    pub fn traverse_cap(&self) -> Option<String> {
+        self.traverse_cap.clone()
+    }
+
     /// For a literal cap, the file's size in bytes; `undefined` otherwise.
     #[wasm_bindgen(getter, js_name = literalSize)]
     pub fn literal_size(&self) -> Option<u32> {
@@ -110,6 +127,25 @@ impl CapInfo {
 
 impl From<&Cap> for CapInfo {
     fn from(cap: &Cap) -> Self {
+        let mut info = Self::describe(cap);
+        // One-way derivations, computed here in the tab.
+        info.read_only_cap = match cap {
+            Cap::DirWrite(c) => Some(c.read_cap().to_string()),
+            Cap::MutableWrite(c) => Some(c.read_cap().to_string()),
+            _ => None,
+        };
+        info.traverse_cap = match cap {
+            Cap::DirWrite(c) => Some(c.read_cap().traverse_cap().to_string()),
+            Cap::DirRead(c) => Some(c.traverse_cap().to_string()),
+            Cap::ImmutableDirRead(c) => Some(c.traverse_cap().to_string()),
+            _ => None,
+        };
+        info
+    }
+}
+
+impl CapInfo {
+    fn describe(cap: &Cap) -> Self {
         let kind_name = cap.kind().to_string();
         let text = cap.to_string();
         let verify_cap = cap.verify_cap();
@@ -129,6 +165,8 @@ impl From<&Cap> for CapInfo {
                 selection_index,
                 verify_cap,
                 literal_data: None,
+                read_only_cap: None,
+                traverse_cap: None,
             },
             Cap::ImmutableVerify(_) => Self {
                 kind: "verifycap",
@@ -142,6 +180,8 @@ impl From<&Cap> for CapInfo {
                 selection_index,
                 verify_cap,
                 literal_data: None,
+                read_only_cap: None,
+                traverse_cap: None,
             },
             Cap::Literal(lit) => {
                 let len = lit.data().len();
@@ -159,8 +199,56 @@ impl From<&Cap> for CapInfo {
                     selection_index: None,
                     verify_cap: None,
                     literal_data: Some(lit.data().to_vec()),
+                    read_only_cap: None,
+                    traverse_cap: None,
                 }
             }
+            Cap::DirWrite(_)
+            | Cap::DirRead(_)
+            | Cap::DirTraverse(_)
+            | Cap::DirVerify(_)
+            | Cap::ImmutableDirRead(_)
+            | Cap::ImmutableDirTraverse(_)
+            | Cap::ImmutableDirVerify(_) => Self {
+                kind: "directory",
+                kind_name,
+                grants: dir_grants(cap).to_owned(),
+                can_read: matches!(
+                    cap,
+                    Cap::DirWrite(_) | Cap::DirRead(_) | Cap::ImmutableDirRead(_)
+                ),
+                text,
+                storage_index,
+                selection_index,
+                verify_cap,
+                literal_data: None,
+                read_only_cap: None,
+                traverse_cap: None,
+            },
+            Cap::MutableWrite(_) | Cap::MutableRead(_) | Cap::MutableVerify(_) => Self {
+                kind: "mutable",
+                kind_name,
+                grants: match cap {
+                    Cap::MutableWrite(_) => {
+                        "Write: read and change this mutable file (each change is a new signed \
+                         version)."
+                    }
+                    Cap::MutableRead(_) => "Read: the latest version of this mutable file.",
+                    _ => {
+                        "Verify: find and check this mutable file's shares, without reading \
+                         it."
+                    }
+                }
+                .to_owned(),
+                can_read: !matches!(cap, Cap::MutableVerify(_)),
+                text,
+                storage_index,
+                selection_index,
+                verify_cap,
+                literal_data: None,
+                read_only_cap: None,
+                traverse_cap: None,
+            },
             // A kind added to lafs-caps that this API does not describe yet.
             _ => Self {
                 kind: "unknown",
@@ -172,7 +260,31 @@ impl From<&Cap> for CapInfo {
                 selection_index,
                 verify_cap,
                 literal_data: None,
+                read_only_cap: None,
+                traverse_cap: None,
             },
+        }
+    }
+}
+
+/// What a directory cap grants, for people.
+fn dir_grants(cap: &Cap) -> &'static str {
+    match cap {
+        Cap::DirWrite(_) => {
+            "Write: list this directory, open its files and folders, add files and create \
+             folders. Its folders open with write access too."
+        }
+        Cap::DirRead(_) | Cap::ImmutableDirRead(_) => {
+            "Read: list this directory and open its files and folders, without changing \
+             anything."
+        }
+        Cap::DirTraverse(_) | Cap::ImmutableDirTraverse(_) => {
+            "Traverse: walk the directory tree to every file's verifycap (to check or repair \
+             it) without seeing a name or any content."
+        }
+        _ => {
+            "Verify: find and check this directory's own shares; it shows no entries, names or \
+             content."
         }
     }
 }
@@ -253,6 +365,28 @@ mod tests {
         let dbg = format!("{info:?}");
         assert!(!dbg.contains(&READCAP[6..]), "{dbg}");
         assert!(dbg.contains("readcap"));
+    }
+
+    #[test]
+    fn directory_and_mutable_kinds() {
+        let w = lafs_caps::DirWriteCap::new(lafs_caps::SigningSeed::from_bytes([7; 32]));
+        let info = parse_cap(&w.to_string()).unwrap();
+        assert_eq!(info.kind(), "directory");
+        assert!(info.can_read());
+        assert!(info.grants().starts_with("Write"));
+        assert_eq!(info.read_only_cap().unwrap(), w.read_cap().to_string());
+        assert_eq!(
+            info.traverse_cap().unwrap(),
+            w.read_cap().traverse_cap().to_string()
+        );
+        let t = parse_cap(&w.read_cap().traverse_cap().to_string()).unwrap();
+        assert_eq!(t.kind(), "directory");
+        assert!(!t.can_read());
+        assert!(t.grants().starts_with("Traverse"));
+        let m = lafs_caps::MutableWriteCap::new(lafs_caps::SigningSeed::from_bytes([8; 32]));
+        let info = parse_cap(&m.read_cap().to_string()).unwrap();
+        assert_eq!(info.kind(), "mutable");
+        assert!(info.can_read());
     }
 
     #[test]

@@ -198,7 +198,9 @@ impl FetchTransport {
             getrandom::fill(&mut nonce)
                 .map_err(|_| TransportError::Protocol("random number generator failed".into()))?;
             let signed_path = format!("{}{path}", s.prefix);
-            let parts = RequestParts::new(method, &signed_path, query, body);
+            // Share data is bound by length only, everything else by digest (as the servers
+            // expect for each endpoint).
+            let parts = RequestParts::for_body(method, &signed_path, query, body);
             let signed = sign_request(&self.key, &audience, &parts, unix_now(), Nonce(nonce));
             headers.extend(signed.header_values());
         }

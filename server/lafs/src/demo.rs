@@ -155,8 +155,21 @@ async fn run_demo(args: &DemoArgs) -> Result<()> {
         let store = FsStore::open(&store_dir, FsOptions::default())
             .with_context(|| format!("opening the share store in {}", store_dir.display()))?;
         let store: Arc<dyn ShareStore> = Arc::new(store);
-        let state = AppState::new(lafs_storage::Config::default(), Arc::clone(&store))
+        let storage_config = lafs_storage::Config {
+            accepts_mutable: true,
+            ..lafs_storage::Config::default()
+        };
+        let state = AppState::new(storage_config, Arc::clone(&store))
             .context("starting a storage server")?;
+        // Mutable files and directories, as `lafs run` keeps them.
+        let mutable_dir = store_dir.join("mutable");
+        let mutable = lafs_storage::FsMutableStore::open(&mutable_dir).with_context(|| {
+            format!(
+                "opening the mutable share store in {}",
+                mutable_dir.display()
+            )
+        })?;
+        state.enable_mutable(Arc::new(mutable));
         let listener = TcpListener::bind(localhost(0))
             .await
             .context("storage: binding")?;

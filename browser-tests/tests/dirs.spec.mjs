@@ -1,0 +1,220 @@
+// Directories in the web app against a real local grid (`lafs demo`, see ../grid.mjs): a
+// directory made with the CLI opens from `#<dircap>`; files open; with a write cap the tab
+// creates folders and uploads files that the CLI then sees; a read cap shows no write controls;
+// a traversal cap shows no names; no request carries a directory cap, a file cap or a key (the
+// tab talks to the storage servers directly, the gateway only lists them).
+import { test, expect } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startGrid, lafsBin } from '../grid.mjs';
+
+test.describe.configure({ mode: 'serial' });
+
+let grid;
+let tmp;
+let root; // the directory's write cap
+const notes = 'Notes kept in a lafs directory.\n'.repeat(40);
+
+function lafs(...args) {
+  return execFileSync(lafsBin(), args, { maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+const node = () => ['--node', join(grid.dir, 'client')];
+
+test.beforeAll(async () => {
+  test.setTimeout(600_000); // may build the lafs binary first
+  grid = await startGrid();
+  tmp = mkdtempSync(join(tmpdir(), 'lafs-dirs-'));
+  root = lafs('mkdir', ...node()).toString().trim();
+  const file = join(tmp, 'notes.txt');
+  writeFileSync(file, notes);
+  lafs('cp', ...node(), file, `${root}:notes.txt`);
+  lafs('mkdir', ...node(), `${root}:photos`);
+  const small = join(tmp, 'hello.txt');
+  writeFileSync(small, 'hello');
+  lafs('cp', ...node(), small, `${root}:photos/hello.txt`);
+});
+test.afterAll(async () => {
+  await grid?.stop();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+/** Records every request the page makes. */
+function recordRequests(page) {
+  const requests = [];
+  page.on('request', (r) => requests.push(r));
+  return requests;
+}
+
+/** The secret part of a cap's text (after the `1` separator), both cases. */
+function needles(cap) {
+  const data = cap.slice(cap.indexOf('1') + 1);
+  return [cap, data, data.toUpperCase(), cap.toUpperCase()];
+}
+
+/** Asserts that no request holds any of `caps`, and that requests go only where allowed. */
+async function expectNoSecret(requests, caps) {
+  expect(requests.length).toBeGreaterThan(0);
+  const gateway = new URL(grid.url).origin;
+  for (const r of requests) {
+    const body = r.postDataBuffer();
+    const seen = [r.url(), JSON.stringify(await r.allHeaders()), body ? body.toString('latin1') : ''].join('\n');
+    for (const cap of caps) {
+      for (const needle of needles(cap)) {
+        expect(seen, `request ${r.method()} ${r.url()}`).not.toContain(needle);
+      }
+    }
+    const url = new URL(r.url());
+    if (url.origin === gateway) {
+      // The page's own files, the server list, and verifycap endpoints.
+      const ok =
+        !url.pathname.startsWith('/uri') &&
+        (url.pathname === '/grid/servers' ||
+          url.pathname.startsWith('/ciphertext/lafsv1') ||
+          /^\/[\w.-]*$/.test(url.pathname));
+      expect(ok, `gateway request ${r.method()} ${r.url()}`).toBe(true);
+    } else {
+      expect(url.pathname, `request ${r.method()} ${r.url()}`).toMatch(/^\/storage\/v1\//);
+    }
+  }
+}
+
+async function openDir(page, fragment) {
+  await page.goto(`${grid.url}/#${fragment}`);
+  await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown', { timeout: 60_000 });
+}
+
+/** Waits for the folder operation to end and asserts it succeeded (showing its message if not). */
+async function opDone(page) {
+  await expect(page.locator('html')).toHaveAttribute('data-dir-op', /^(done|error)$/, { timeout: 60_000 });
+  const status = await page.locator('#dir-op-status').textContent();
+  expect(await page.locator('html').getAttribute('data-dir-op'), status).toBe('done');
+}
+
+const names = (page) => page.locator('#dir-list li.dir-entry').evaluateAll((l) => l.map((e) => e.dataset.name ?? null));
+
+/** Derives caps in the page (no network). */
+async function derive(page, cap) {
+  return page.evaluate((c) => {
+    const i = window.wasmBindings.parseCap(c);
+    return { read: i.readOnlyCap, traverse: i.traverseCap, kind: i.kind };
+  }, cap);
+}
+
+test('a directory made with the CLI opens from #<dircap>, files open in the viewer', async ({ page }) => {
+  test.setTimeout(120_000);
+  const requests = recordRequests(page);
+  await openDir(page, root);
+  await expect(page.locator('#dir')).toHaveAttribute('data-level', 'write');
+  expect(await names(page)).toEqual(['photos', 'notes.txt']);
+  await expect(page.locator('#dir-list li[data-name="notes.txt"] .size')).toHaveText(`${(notes.length / 1024).toFixed(1)} KiB`);
+  await expect(page.locator('#dir-tools')).toBeVisible();
+
+  // Into the folder and back through the breadcrumb.
+  await page.locator('#dir-list li[data-name="photos"] a').click();
+  await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown');
+  await expect(page.locator('#dir-crumbs')).toContainText('photos');
+  await expect.poll(() => names(page)).toEqual(['hello.txt']);
+  await page.locator('#dir-list li[data-name="hello.txt"] a').click();
+  await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 60_000 });
+  await expect(page.locator('#file-inline')).toHaveText('hello');
+  await expect(page.locator('#dir')).toBeHidden();
+  await expect(page.locator('#dir-back')).toBeVisible();
+  await page.locator('#dir-back-link').click();
+  await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown');
+  await expect.poll(() => names(page)).toEqual(['hello.txt']);
+  await page.locator('#dir-crumbs a').first().click();
+  await expect.poll(() => names(page)).toEqual(['photos', 'notes.txt']);
+
+  await page.locator('#dir-list li[data-name="notes.txt"] a').click();
+  await expect(page.locator('#file-inline')).toHaveText(notes, { useInnerText: false, timeout: 60_000 });
+
+  const d = await derive(page, root);
+  const fileCaps = JSON.parse(lafs('ls', ...node(), '--json', root).toString());
+  await expectNoSecret(requests, [root, d.read, d.traverse, ...Object.values(fileCaps)]);
+  // The listing came from the storage servers, not from the gateway's directory API.
+  expect(requests.some((r) => r.url().endsWith('/grid/servers'))).toBe(true);
+  expect(requests.some((r) => /\/storage\/v1\/mutable\/[a-z2-7]+\/read$/.test(r.url()))).toBe(true);
+});
+
+test('with a write cap the tab creates a folder and uploads a file that the CLI sees', async ({ page }) => {
+  test.setTimeout(180_000);
+  const requests = recordRequests(page);
+  await openDir(page, root);
+  await page.locator('#dir-new-folder').click();
+  await page.locator('#dir-mkdir-name').fill('made in the tab');
+  await page.locator('#dir-mkdir-form button[type=submit]').click();
+  await opDone(page);
+  await expect.poll(() => names(page)).toEqual(['made in the tab', 'photos', 'notes.txt']);
+
+  const content = Buffer.from('uploaded from the browser, '.repeat(400));
+  await page.locator('#dir-list li[data-name="made in the tab"] a').click();
+  await expect(page.locator('#dir-crumbs')).toContainText('made in the tab');
+  await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown');
+  await page.locator('#dir-upload-input').setInputFiles({ name: 'up.txt', mimeType: 'text/plain', buffer: content });
+  await opDone(page);
+  await expect.poll(() => names(page)).toEqual(['up.txt']);
+  await expect(page.locator('#dir-list li[data-name="up.txt"] .size')).toHaveText(`${(content.length / 1024).toFixed(1)} KiB`);
+
+  // The CLI sees both.
+  const ls = lafs('ls', ...node(), root).toString().split('\n').filter(Boolean);
+  expect(ls).toContain('made in the tab/');
+  expect(lafs('ls', ...node(), `${root}:made in the tab`).toString().trim()).toBe('up.txt');
+  const out = join(tmp, 'got.txt');
+  lafs('cp', ...node(), `${root}:made in the tab/up.txt`, out);
+  expect(execFileSync('cat', [out]).equals(content)).toBe(true);
+
+  const d = await derive(page, root);
+  const sub = JSON.parse(lafs('ls', ...node(), '--json', `${root}:made in the tab`).toString());
+  const top = JSON.parse(lafs('ls', ...node(), '--json', root).toString());
+  await expectNoSecret(requests, [root, d.read, d.traverse, ...Object.values(sub), ...Object.values(top)]);
+  // Writes went to the storage servers, signed.
+  const writes = requests.filter((r) => r.method() !== 'GET' && r.url().includes('/storage/v1/'));
+  expect(writes.some((r) => /\/mutable\/[a-z2-7]+\/write$/.test(r.url()))).toBe(true);
+  expect(writes.some((r) => /\/(upload\/[^/]+|immutable\/[a-z2-7]+)\/\d+(\?.*)?$/.test(r.url()))).toBe(true);
+  for (const w of writes.filter((r) => r.method() !== 'OPTIONS' && !r.url().endsWith('/read'))) {
+    expect(Object.keys(await w.allHeaders())).toContain('lafs-signature');
+  }
+});
+
+test('a read-only dircap shows the listing and no write controls', async ({ page }) => {
+  await page.goto(`${grid.url}/`);
+  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+  const d = await derive(page, root);
+  expect(d.read).toMatch(/^lafsdr1/);
+  await openDir(page, d.read);
+  await expect(page.locator('#dir')).toHaveAttribute('data-level', 'read');
+  expect(await names(page)).toEqual(['made in the tab', 'photos', 'notes.txt']);
+  await expect(page.locator('#dir-tools')).toBeHidden();
+  await expect(page.locator('#dir-notice')).toContainText('Read-only');
+  // Folders open read-only too.
+  await page.locator('#dir-list li[data-name="photos"] a').click();
+  await expect.poll(() => names(page)).toEqual(['hello.txt']);
+  await expect(page.locator('#dir-tools')).toBeHidden();
+});
+
+test('a traversal cap link shows the structure and no names', async ({ page }) => {
+  await page.goto(`${grid.url}/`);
+  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+  const d = await derive(page, root);
+  expect(d.traverse).toMatch(/^lafsdt1/);
+  const requests = recordRequests(page);
+  await openDir(page, d.traverse);
+  await expect(page.locator('#dir')).toHaveAttribute('data-level', 'traverse');
+  await expect(page.locator('#dir-list li.dir-entry')).toHaveCount(3);
+  expect(await names(page)).toEqual([null, null, null]);
+  const text = await page.locator('#dir').innerText();
+  for (const n of ['notes.txt', 'photos', 'made in the tab']) expect(text).not.toContain(n);
+  await expect(page.locator('#dir-tools')).toBeHidden();
+  await expect(page.locator('#dir-notice')).toContainText('only the structure');
+  // Each entry is a traversal cap (folders) or a verifycap (files).
+  const caps = await page.locator('#dir-list .child-cap').allTextContents();
+  expect(caps.filter((c) => c.startsWith('lafsdt1'))).toHaveLength(2);
+  expect(caps.filter((c) => c.startsWith('lafsv1'))).toHaveLength(1);
+  // A child folder opens at traversal level.
+  await page.locator('#dir-list li[data-kind="dir"] a').first().click();
+  await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown');
+  await expect(page.locator('#dir')).toHaveAttribute('data-level', 'traverse');
+  await expectNoSecret(requests, [root, d.read, d.traverse]);
+});

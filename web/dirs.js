@@ -1,0 +1,416 @@
+// Directories in the tab. The wasm module's `LafsGrid` (crates/wasm/src/grid.rs) is a grid
+// client that reads and writes the storage servers directly; this script only draws the listing
+// and routes the URL fragment.
+//
+// Fragments: `#<dircap>` opens a directory; `#<dircap>&path=a/b` the folder a/b under it (the
+// breadcrumb). A file opens as `#<filecap>` in the file viewer (files.js).
+//
+// What leaves the tab: `GET /grid/servers` to the gateway (public), storage indexes, ciphertext
+// and signed shares to the storage servers, and for a file's size `GET /ciphertext/<verifycap>?t=ueb`
+// (public). Never a directory cap, a file readcap or a key.
+
+const $ = (id) => document.getElementById(id);
+const MiB = 1024 * 1024;
+
+function wasm() {
+  return window.wasmBindings;
+}
+
+let gridPromise = null;
+/** The tab's grid client (one per page, with its own random account key). */
+function grid() {
+  gridPromise ??= wasm()
+    .LafsGrid.connect(location.origin)
+    .catch((e) => {
+      gridPromise = null; // try again on the next navigation
+      throw e;
+    });
+  return gridPromise;
+}
+
+let token = 0; // increments per routed fragment: a newer one cancels an older listing
+let shown = null; // { root, path, cap, listing } of the folder on screen
+let lastFragment = null;
+let backTo = null; // { fragment, fileCap, label }: a file opened from a folder
+
+function formatSize(n) {
+  if (n == null) return '';
+  if (n < 1024) return `${n} B`;
+  if (n < MiB) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 * MiB) return `${(n / MiB).toFixed(1)} MiB`;
+  return `${(n / 1024 / MiB).toFixed(2)} GiB`;
+}
+
+function message(e) {
+  const m = String(e?.message ?? e);
+  return m.charAt(0).toUpperCase() + m.slice(1);
+}
+
+/** Splits a fragment into its cap and `path` parameter (decoded components). */
+function parseFragment(fragment) {
+  const [cap, ...params] = fragment.split('&');
+  let path = [];
+  for (const p of params) {
+    const [k, v = ''] = p.split('=');
+    if (k === 'path') {
+      try {
+        path = v.split('/').filter((c) => c !== '').map(decodeURIComponent);
+      } catch {
+        path = [];
+      }
+    }
+  }
+  return { cap, path };
+}
+
+function fragmentFor(root, path) {
+  return path.length === 0
+    ? root
+    : `${root}&path=${path.map(encodeURIComponent).join('/')}`;
+}
+
+function capKind(text) {
+  try {
+    const info = wasm().parseCap(text);
+    const kind = info.kind;
+    info.free();
+    return kind;
+  } catch {
+    return null;
+  }
+}
+
+function setState(state) {
+  if (state) document.documentElement.dataset.dirState = state;
+  else delete document.documentElement.dataset.dirState;
+}
+
+function hide() {
+  $('dir').hidden = true;
+  setState(null);
+}
+
+/** Shows a "back to the folder" bar above a file opened from a listing. */
+function showBack(fragment) {
+  const bar = $('dir-back');
+  if (backTo && backTo.fileCap === fragment.split('&')[0]) {
+    const a = $('dir-back-link');
+    a.href = `#${backTo.fragment}`;
+    a.textContent = `← ${backTo.label}`;
+    bar.hidden = false;
+  } else {
+    bar.hidden = true;
+    backTo = null;
+  }
+}
+
+/** Routes a fragment (called by files.js for every fragment, and once here at start). */
+function route(fragment) {
+  if (fragment === lastFragment) return;
+  lastFragment = fragment;
+  const { cap, path } = parseFragment(fragment);
+  if (!cap || capKind(cap) !== 'directory') {
+    token++;
+    hide();
+    showBack(fragment);
+    return;
+  }
+  $('dir-back').hidden = true;
+  backTo = null;
+  open(cap, path, ++token).catch(() => {});
+}
+
+function reload() {
+  if (!shown) return Promise.resolve();
+  return open(shown.root, shown.path, ++token);
+}
+
+/** Walks `path` from `root` (folders by name) and lists the folder reached. */
+async function open(root, path, t) {
+  const section = $('dir');
+  section.hidden = false;
+  $('dir-error').hidden = true;
+  $('dir-status').textContent = 'Opening the folder…';
+  setState('loading');
+  renderCrumbs(root, path);
+  try {
+    const g = await grid();
+    let cap = root;
+    for (let i = 0; i < path.length; i++) {
+      const listing = JSON.parse(await g.openDir(cap));
+      if (t !== token) return;
+      const child = listing.entries.find((e) => e.name === path[i] && e.kind === 'dir');
+      if (!child) throw new Error(`there is no folder “${path[i]}” in ${i === 0 ? 'this folder' : path[i - 1]}`);
+      cap = child.cap;
+    }
+    const listing = JSON.parse(await g.openDir(cap));
+    if (t !== token) return;
+    shown = { root, path, cap, listing };
+    render(listing);
+    setState('shown');
+  } catch (e) {
+    if (t !== token) return;
+    shown = null;
+    $('dir-list').replaceChildren();
+    $('dir-tools').hidden = true;
+    $('dir-notice').hidden = true;
+    $('dir-status').textContent = '';
+    $('dir-error-message').textContent = message(e);
+    $('dir-error').hidden = false;
+    setState('error');
+  }
+}
+
+function renderCrumbs(root, path) {
+  const nav = $('dir-crumbs');
+  const parts = [];
+  const top = document.createElement('a');
+  top.href = `#${fragmentFor(root, [])}`;
+  top.textContent = 'Folder';
+  parts.push(top);
+  path.forEach((name, i) => {
+    const sep = document.createElement('span');
+    sep.className = 'sep';
+    sep.textContent = '/';
+    parts.push(sep);
+    const a = document.createElement('a');
+    a.href = `#${fragmentFor(root, path.slice(0, i + 1))}`;
+    a.textContent = name;
+    if (i === path.length - 1) a.setAttribute('aria-current', 'page');
+    parts.push(a);
+  });
+  nav.replaceChildren(...parts);
+  const up = $('dir-up');
+  up.hidden = path.length === 0;
+  up.href = `#${fragmentFor(root, path.slice(0, -1))}`;
+}
+
+const NOTICES = {
+  write: null,
+  read: 'Read-only: you can open these files and folders, not change them.',
+  traverse:
+    'Traversal cap: only the structure is shown. Names and contents are sealed under keys this cap does not hold; each entry is a folder’s traversal cap or a file’s verifycap (enough to check and repair it).',
+  verify:
+    'Verifycap: it lets anyone check this directory’s shares, but shows no entries, names or contents.',
+};
+
+function render(listing) {
+  const section = $('dir');
+  section.dataset.level = listing.level;
+  section.dataset.kind = listing.kind;
+  const notice = NOTICES[listing.level];
+  $('dir-notice').hidden = !notice;
+  $('dir-notice').textContent = notice ?? '';
+  $('dir-tools').hidden = !listing.writable;
+  $('dir-mkdir-form').hidden = true;
+  const n = listing.count;
+  const where = listing.kind === 'immutable' ? 'immutable folder' : 'folder';
+  $('dir-status').textContent =
+    n == null ? '' : n === 0 ? `This ${where} is empty.` : `${n} item${n === 1 ? '' : 's'} in this ${where}.`;
+  const list = $('dir-list');
+  const rows = listing.entries.map((e) => row(e, listing.level));
+  list.replaceChildren(...rows);
+  list.hidden = rows.length === 0;
+  fillSizes(listing.entries, rows);
+}
+
+function icon(kind) {
+  const span = document.createElement('span');
+  span.className = `icon ${kind}`;
+  span.setAttribute('aria-hidden', 'true');
+  span.textContent = kind === 'dir' ? '📁' : '📄';
+  return span;
+}
+
+/** One listing row: a link into a folder or to the file viewer. */
+function row(e, level) {
+  const li = document.createElement('li');
+  li.className = 'dir-entry';
+  li.dataset.kind = e.kind;
+  if (e.name != null) li.dataset.name = e.name;
+  const a = document.createElement('a');
+  a.className = 'name';
+  a.append(icon(e.kind));
+  const label = document.createElement('span');
+  if (e.name != null) {
+    label.textContent = e.name;
+  } else {
+    // Traversal level: no name, only the child's traversal cap or verifycap.
+    label.className = 'hidden-name';
+    label.textContent = e.kind === 'dir' ? 'folder (name hidden)' : 'file (name hidden)';
+  }
+  a.append(label);
+  const size = document.createElement('span');
+  size.className = 'size';
+  size.textContent = e.kind === 'dir' ? '' : formatSize(e.size);
+  if (level === 'traverse') {
+    // Structure only: a child folder opens at traversal level; a file's verifycap is shown.
+    const code = document.createElement('code');
+    code.className = 'child-cap';
+    code.textContent = e.cap;
+    if (e.kind === 'dir') a.href = `#${e.cap}`;
+    li.append(a, size, code);
+    return li;
+  }
+  if (e.kind === 'dir') {
+    a.href = `#${fragmentFor(shown.root, [...shown.path, e.name])}`;
+  } else if (e.mutable) {
+    a.href = '#';
+    a.addEventListener('click', (ev) => {
+      ev.preventDefault();
+      openMutable(e, li);
+    });
+  } else {
+    a.href = `#${e.cap}`;
+    a.addEventListener('click', () => {
+      backTo = {
+        fragment: fragmentFor(shown.root, shown.path),
+        fileCap: e.cap,
+        label: shown.path.length ? shown.path[shown.path.length - 1] : 'Folder',
+      };
+    });
+  }
+  if (e.mutable) {
+    const tag = document.createElement('span');
+    tag.className = 'tag';
+    tag.textContent = 'mutable';
+    a.append(tag);
+  }
+  li.append(a, size);
+  return li;
+}
+
+/** Sizes of immutable files without one in their metadata: from the UEB (verifycap only). */
+async function fillSizes(entries, rows) {
+  const t = token;
+  for (let i = 0; i < entries.length && i < 200; i++) {
+    const e = entries[i];
+    if (e.size != null || e.kind !== 'file' || e.mutable || e.literal || !e.cap.startsWith('lafsr1')) continue;
+    let r = null;
+    try {
+      r = new (wasm().FileReader)(e.cap);
+      const resp = await fetch(new URL(`/ciphertext/${r.verifyCap}?t=ueb`, location.origin), { cache: 'no-store' });
+      if (!resp.ok) continue;
+      r.setUeb(new Uint8Array(await resp.arrayBuffer()));
+      if (t !== token) return;
+      rows[i].querySelector('.size').textContent = formatSize(r.fileSize);
+    } catch {
+      // The size is a nicety: the listing stands without it.
+    } finally {
+      r?.free();
+    }
+  }
+}
+
+/** A mutable file: read its latest version from the storage servers and show it here. */
+async function openMutable(e, li) {
+  const out = $('dir-file');
+  out.hidden = false;
+  out.replaceChildren(Object.assign(document.createElement('p'), { textContent: `Reading ${e.name}…` }));
+  try {
+    const bytes = await (await grid()).readFile(e.cap);
+    const blob = new Blob([bytes]);
+    const title = Object.assign(document.createElement('h3'), { textContent: e.name });
+    const save = Object.assign(document.createElement('a'), {
+      href: URL.createObjectURL(blob),
+      download: e.name,
+      textContent: `Save (${formatSize(bytes.length)})`,
+    });
+    const parts = [title];
+    let text = null;
+    try {
+      text = bytes.includes(0) ? null : new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      text = null;
+    }
+    if (text != null) parts.push(Object.assign(document.createElement('pre'), { textContent: text }));
+    parts.push(save);
+    out.replaceChildren(...parts);
+  } catch (err) {
+    out.replaceChildren(Object.assign(document.createElement('p'), { textContent: message(err), className: 'bad' }));
+  }
+  li.scrollIntoView?.({ block: 'nearest' });
+}
+
+function busy(text) {
+  $('dir-op-status').textContent = text;
+  document.documentElement.dataset.dirOp = text ? 'busy' : 'idle';
+}
+
+async function mkdir(name) {
+  if (!shown?.listing.writable) return;
+  busy(`Creating ${name}…`);
+  try {
+    await (await grid()).mkdir(shown.cap, name);
+    busy('');
+    $('dir-mkdir-form').hidden = true;
+    $('dir-mkdir-name').value = '';
+    await reload();
+    document.documentElement.dataset.dirOp = 'done';
+  } catch (e) {
+    busy('');
+    $('dir-op-status').textContent = `Could not create the folder: ${message(e)}`;
+    document.documentElement.dataset.dirOp = 'error';
+  }
+}
+
+async function uploadHere(files) {
+  if (!shown?.listing.writable) return;
+  const target = shown.cap;
+  try {
+    const g = await grid();
+    let i = 0;
+    for (const f of files) {
+      i++;
+      busy(`Encrypting and uploading ${f.name} (${formatSize(f.size)})${files.length > 1 ? `, ${i} of ${files.length}` : ''}…`);
+      const bytes = new Uint8Array(await f.arrayBuffer());
+      await g.addFile(target, f.name, bytes);
+    }
+    busy('');
+    await reload();
+    $('dir-op-status').textContent = `Uploaded ${files.length === 1 ? files[0].name : `${files.length} files`}.`;
+    document.documentElement.dataset.dirOp = 'done';
+  } catch (e) {
+    busy('');
+    $('dir-op-status').textContent = `Upload failed: ${message(e)}`;
+    document.documentElement.dataset.dirOp = 'error';
+  }
+}
+
+function setup() {
+  $('dir-new-folder').addEventListener('click', () => {
+    const form = $('dir-mkdir-form');
+    form.hidden = !form.hidden;
+    if (!form.hidden) $('dir-mkdir-name').focus();
+  });
+  $('dir-mkdir-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const name = $('dir-mkdir-name').value.trim();
+    if (name) mkdir(name);
+  });
+  const input = $('dir-upload-input');
+  input.addEventListener('change', () => {
+    const files = [...(input.files ?? [])];
+    input.value = '';
+    if (files.length) uploadHere(files);
+  });
+  const section = $('dir');
+  section.addEventListener('dragover', (e) => {
+    if (!shown?.listing.writable) return;
+    e.preventDefault();
+    section.classList.add('drag');
+  });
+  section.addEventListener('dragleave', () => section.classList.remove('drag'));
+  section.addEventListener('drop', (e) => {
+    section.classList.remove('drag');
+    if (!shown?.listing.writable) return;
+    e.preventDefault();
+    const files = [...(e.dataTransfer?.files ?? [])];
+    if (files.length) uploadHere(files);
+  });
+  window.lafsDirs = { route };
+  route(location.hash.replace(/^#/, ''));
+}
+
+if (window.wasmBindings) setup();
+else addEventListener('TrunkApplicationStarted', setup, { once: true });
