@@ -1,9 +1,12 @@
 //! The lafs WebAssembly API: what the web app (`web/`) and the browser extension call.
 //!
 //! This crate wraps the pure crates in a small [wasm-bindgen] interface. Everything runs inside
-//! the page: it does no IO, opens no connection and sends nothing anywhere, so a cap handed to it
-//! (a secret: a readcap holds the file's key) never leaves the tab. The same functions are plain
-//! Rust functions on native targets, which is how they are unit-tested.
+//! the page, so a cap handed to it (a secret: a readcap holds the file's key) never leaves the
+//! tab. Only [`LafsGrid`] (wasm32) does IO: it is a grid client whose `fetch` transport talks to
+//! the storage servers directly and sends them storage indexes, ciphertext and signed shares,
+//! never a cap or key. The other functions are plain Rust functions on native targets too, which
+//! is how they are unit-tested ([`DirSession`], the logic behind `LafsGrid`, on the simulated
+//! grid).
 //!
 //! What exists today:
 //!
@@ -17,6 +20,13 @@
 //! | `new FileReader(readcap)` | [`FileReader`] | checks a file's UEB, proofs and segments against the cap, decrypts (the page fetches from the gateway's `/ciphertext` endpoints) |
 //! | `segmentHashPrefix()` | [`segment_hash_prefix`] | the bytes before a segment in its leaf hash, for hashing segments with WebCrypto (`FileReader.verifyDigests`) |
 //! | `new FileWriter()` | [`FileWriter`] | random key, encryption, readcap from the gateway's verifycap (`PUT /ciphertext`) |
+//! | `LafsGrid.connect(gatewayUrl)` | `LafsGrid` (wasm32) | → `Promise<LafsGrid>`: the storage servers from the gateway's `GET /grid/servers`, a fresh random ed25519 account key for signed writes |
+//! | `grid.openDir(dircap)` | [`DirSession::open`] | → `Promise<string>`: the listing as JSON at the cap's level (write, read, traverse: no names, verify: no entries) |
+//! | `grid.mkdir(dirWriteCap, name)` | [`DirSession::mkdir`] | → `Promise<string>`: creates and links a new folder, its write cap |
+//! | `grid.addFile(dirWriteCap, name, bytes)` | [`DirSession::add_file`] | → `Promise<string>`: encrypts and uploads in the tab, links the file (`{"size": N}` metadata), its readcap |
+//! | `grid.readFile(cap)` | [`DirSession::read_file`] | → `Promise<Uint8Array>`: a whole immutable, literal or mutable file, verified and decrypted |
+//! | `grid.createDir()` | [`DirSession::create_dir`] | → `Promise<string>`: a new unlinked directory's write cap |
+//! | `info.readOnlyCap`, `info.traverseCap` | [`CapInfo`] | a write cap's read cap; a directory's traversal cap (derived in the tab) |
 //!
 //! # Errors in JavaScript
 //!
