@@ -2,7 +2,7 @@
 //!
 //! This crate wraps the pure crates in a small [wasm-bindgen] interface. Everything runs inside
 //! the page, so a cap handed to it (a secret: a readcap holds the file's key) never leaves the
-//! tab. Only [`LafsGrid`] (wasm32) does IO: it is a grid client whose `fetch` transport talks to
+//! tab. Only `LafsGrid` (wasm32 only) does IO: it is a grid client whose `fetch` transport talks to
 //! the storage servers directly and sends them storage indexes, ciphertext and signed shares,
 //! never a cap or key. The other functions are plain Rust functions on native targets too, which
 //! is how they are unit-tested ([`DirSession`], the logic behind `LafsGrid`, on the simulated
