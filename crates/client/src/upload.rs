@@ -6,7 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::{join, join_all, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
-use lafs_caps::{selection_index_for, Cap, ImmutableVerifyCap, LiteralCap, ReadKey, StorageIndex};
+use lafs_caps::{
+    selection_index_for, Cap, ImmutableVerifyCap, LiteralCap, ReadKey, SelectionIndex, StorageIndex,
+};
 use lafs_codec::{convergent_key, random_key, Encoded, Encoder, Params, ShareWrite};
 use lafs_proto::storage::{AllocateRequest, FinishRequest, WriteResponse};
 use lafs_proto::UploadId;
@@ -39,6 +41,11 @@ pub struct UploadOptions {
     pub known_storage_index: Option<StorageIndex>,
     /// Progress observer.
     pub progress: Option<Arc<dyn UploadProgress>>,
+    /// The input is already **ciphertext** (AES-128-CTR under a key the caller keeps, with the
+    /// rule of `lafs_codec::encrypt_at`), and this is the key's selection index: `key` is
+    /// ignored, no literal cap is made whatever the size, and the result's `cap` is the
+    /// verifycap (the caller builds the readcap from its key and the storage index).
+    pub ciphertext: Option<SelectionIndex>,
 }
 
 /// What an upload achieved.
@@ -199,7 +206,9 @@ impl Upload {
             return Err(Error::InvalidState("write after finish"));
         }
         if self.active.is_none() {
-            if self.literal.len() + data.len() <= LiteralCap::MAX_LEN {
+            if self.literal.len() + data.len() <= LiteralCap::MAX_LEN
+                && self.opts.ciphertext.is_none()
+            {
                 self.literal.extend_from_slice(data);
                 return Ok(());
             }
@@ -223,6 +232,17 @@ impl Upload {
     pub async fn finish(&mut self) -> Result<UploadResult, Error> {
         if self.done {
             return Err(Error::InvalidState("finish called twice"));
+        }
+        if self.active.is_none() && self.opts.ciphertext.is_some() {
+            // Ciphertext is never a literal cap, however short.
+            let first = core::mem::take(&mut self.literal);
+            if let Err(e) = self.start().await {
+                self.done = true;
+                return Err(e);
+            }
+            if let Err(e) = self.push(&first).await {
+                return Err(self.fail(e).await);
+            }
         }
         if self.active.is_none() {
             self.done = true;
@@ -279,16 +299,22 @@ impl Upload {
         if cfg.happy == 0 || cfg.happy > params.n() || cfg.happy < params.k() {
             return Err(Error::BadParams("need k <= happy <= N"));
         }
-        let key = match self.key.clone() {
-            Some(k) => k,
+        let (selection, encoder) = match self.opts.ciphertext {
+            Some(sel) => (sel, Encoder::for_ciphertext(params, sel)?),
             None => {
-                let k = random_key()?;
-                self.key = Some(k.clone());
-                k
+                let key = match self.key.clone() {
+                    Some(k) => k,
+                    None => {
+                        let k = random_key()?;
+                        self.key = Some(k.clone());
+                        k
+                    }
+                };
+                (selection_index_for(&key), Encoder::new(params, key)?)
             }
         };
         let t = &self.client.transport;
-        let servers = permuted_servers(&selection_index_for(&key), &t.servers());
+        let servers = permuted_servers(&selection, &t.servers());
         if servers.is_empty() {
             return Err(Error::NoServers);
         }
@@ -362,7 +388,7 @@ impl Upload {
         let seg_bytes =
             u64::from(params.segment_size()) * u64::from(params.n()) / u64::from(params.k());
         self.active = Some(Active {
-            encoder: Some(Encoder::new(params, key)?),
+            encoder: Some(encoder),
             encoding: None,
             pushed: 0,
             queried: servers.len(),
@@ -509,11 +535,13 @@ impl Upload {
         let mut shares: BTreeMap<u16, ServerId> =
             a.slots.iter().map(|(sh, s)| (*sh, s.server)).collect();
         shares.extend(a.existing.iter().map(|(sh, s)| (*sh, *s)));
-        let cap = encoded
-            .read_cap
-            .clone()
-            .map(Cap::ImmutableRead)
-            .ok_or(Error::InvalidState("encoder produced no readcap"))?;
+        let ciphertext = self.opts.ciphertext.is_some();
+        let a = self.active()?;
+        let cap = match (&encoded.read_cap, ciphertext) {
+            (Some(rc), false) => Cap::ImmutableRead(rc.clone()),
+            (_, true) => Cap::ImmutableVerify(encoded.verify_cap),
+            (None, false) => return Err(Error::InvalidState("encoder produced no readcap")),
+        };
         Ok(UploadResult {
             cap,
             verify_cap: Some(encoded.verify_cap),

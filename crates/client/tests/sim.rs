@@ -127,6 +127,42 @@ fn verifycap_gives_the_ciphertext() {
 }
 
 #[test]
+fn ciphertext_uploads_give_the_same_verifycap() {
+    let key = lafs_caps::ReadKey::from_bytes([0x42; 16]);
+    for len in [10, 5000, 12 * SEG as usize + 3] {
+        let (g, c) = grid(10, 4);
+        let d = data(len, 4);
+        let mut ct = d.clone();
+        lafs_codec::encrypt_at(&key, 0, &mut ct).unwrap();
+        let opts = UploadOptions {
+            ciphertext: Some(lafs_caps::selection_index_for(&key)),
+            ..UploadOptions::default()
+        };
+        let up = block_on(c.upload_bytes(&ct, opts)).unwrap();
+        let Cap::ImmutableVerify(vc) = &up.cap else {
+            panic!("{:?}", up.cap)
+        };
+        assert_eq!(up.verify_cap.as_ref(), Some(vc));
+        assert_eq!((up.uploaded, up.happiness), (10, 10), "size {len}");
+        assert_eq!(download(&c, &up.cap).unwrap(), ct);
+        // The same file uploaded as plaintext under that key has the same verifycap.
+        let (_g2, c2) = grid(10, 4);
+        let plain = block_on(c2.upload_bytes(&d, opts_with_key(key.clone()))).unwrap();
+        if len > 55 {
+            assert_eq!(plain.verify_cap.as_ref(), Some(vc), "size {len}");
+        }
+        let _ = g;
+    }
+}
+
+fn opts_with_key(key: lafs_caps::ReadKey) -> UploadOptions {
+    UploadOptions {
+        key: Some(key),
+        ..UploadOptions::default()
+    }
+}
+
+#[test]
 fn n_minus_k_servers_dead_before_and_during_download() {
     let (g, c) = grid(10, 11);
     let d = data(20 * SEG as usize + 5, 11);

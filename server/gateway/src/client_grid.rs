@@ -8,14 +8,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use futures_util::{StreamExt, TryStreamExt};
-use lafs_caps::{Cap, ImmutableVerifyCap, SelectionIndex};
+use lafs_caps::{Cap, ImmutableVerifyCap};
 use lafs_client::placement::permuted_servers;
 use lafs_client::{Client, ClientConfig, ReadPiece, ServerId, Transport, UploadOptions};
-use lafs_codec::{Decoder, Encoder, Params, Ueb};
+use lafs_codec::{Decoder, Ueb};
 use lafs_proto::ids::storage_index_to_text;
 use lafs_proto::read::ReadRange;
-use lafs_proto::storage::{AllocateRequest, FinishRequest};
-use lafs_proto::{ReadRequest, ShareNum, ShareRead, UploadId};
+use lafs_proto::{ReadRequest, ShareNum, ShareRead};
 
 use crate::grid::{
     BoxFuture, ByteStream, Grid, GridError, GridFile, ShareView, UploadMode, UploadSpec, Uploaded,
@@ -137,12 +136,17 @@ impl Grid for ClientGrid {
         Box::pin(async move {
             let params = spec.params;
             let happy = base.happy.clamp(params.k(), params.n());
-            let key = match spec.mode {
-                UploadMode::Plaintext(key) => key,
-                UploadMode::Ciphertext(sel) => {
-                    return upload_ciphertext(transport, usize::from(happy), params, sel, body)
-                        .await
-                }
+            // Plaintext and client-encrypted ciphertext alike go through the grid client's
+            // uploader (happiness placement, fail-over to spare servers, whole-share requests).
+            let opts = match spec.mode {
+                UploadMode::Plaintext(key) => UploadOptions {
+                    key: Some(key),
+                    ..UploadOptions::default()
+                },
+                UploadMode::Ciphertext(sel) => UploadOptions {
+                    ciphertext: Some(sel),
+                    ..UploadOptions::default()
+                },
             };
             let client = Client::new(
                 transport,
@@ -152,10 +156,7 @@ impl Grid for ClientGrid {
                     ..base
                 },
             );
-            let mut up = client.upload(UploadOptions {
-                key: Some(key),
-                ..UploadOptions::default()
-            });
+            let mut up = client.upload(opts);
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
                 up.write(&chunk).await.map_err(map_client)?;
@@ -164,6 +165,10 @@ impl Grid for ClientGrid {
             match (done.cap, done.verify_cap) {
                 (Cap::ImmutableRead(rc), Some(vc)) => Ok(Uploaded {
                     read_cap: Some(rc),
+                    verify_cap: vc,
+                }),
+                (Cap::ImmutableVerify(_), Some(vc)) => Ok(Uploaded {
+                    read_cap: None,
                     verify_cap: vc,
                 }),
                 _ => Err(GridError::Upload(
@@ -330,170 +335,6 @@ impl ShareView for ClientView {
             Err(last)
         })
     }
-}
-
-/// Uploads client-encrypted ciphertext (`Encoder::for_ciphertext`): shares are spread round-robin
-/// over the servers in the selection index's permuted order; a server that refuses the
-/// allocation is dropped and the shares are spread again over the others. Unlike the grid
-/// client's plaintext uploads there is no fail-over once writing has started: a failing write
-/// fails the upload (and the allocations are aborted).
-async fn upload_ciphertext(
-    transport: Arc<dyn Transport>,
-    happy: usize,
-    params: Params,
-    sel: SelectionIndex,
-    mut body: ByteStream,
-) -> Result<Uploaded, GridError> {
-    let mut live = permuted_servers(&sel, &transport.servers());
-    let n = params.n();
-    let want = happy.min(usize::from(n)).max(1);
-    let slots: BTreeMap<u16, (ServerId, UploadId)> = loop {
-        if live.len() < want {
-            return Err(GridError::Upload(format!(
-                "{} storage server(s) accept shares, {want} needed",
-                live.len()
-            )));
-        }
-        let mut plan: BTreeMap<ServerId, Vec<u16>> = BTreeMap::new();
-        for (i, share) in (0..n).enumerate() {
-            plan.entry(live[i % live.len()]).or_default().push(share);
-        }
-        let attempts = join_all(plan.into_iter().map(|(server, shares)| {
-            let t = Arc::clone(&transport);
-            async move {
-                let id = UploadId(random_id()?);
-                let req = AllocateRequest {
-                    shares: shares.iter().map(|&s| wire_share(s)).collect(),
-                    share_size: None,
-                    expected_si: None,
-                };
-                let r = t.allocate(server, id, req).await;
-                Ok::<_, GridError>((server, id, shares, r))
-            }
-        }))
-        .await;
-        let mut ok = BTreeMap::new();
-        let mut failed = Vec::new();
-        let mut allocated = Vec::new();
-        for a in attempts {
-            let (server, id, shares, r) = a?;
-            match r {
-                Ok(resp) if resp.allocated.len() == shares.len() => {
-                    allocated.push((server, id));
-                    for s in shares {
-                        ok.insert(s, (server, id));
-                    }
-                }
-                Ok(_) => {
-                    allocated.push((server, id));
-                    failed.push(server);
-                }
-                Err(e) => {
-                    tracing::warn!(%server, error = %e, "allocate failed");
-                    failed.push(server);
-                }
-            }
-        }
-        if failed.is_empty() {
-            break ok;
-        }
-        abort_all(&transport, &allocated).await;
-        live.retain(|s| !failed.contains(s));
-    };
-    let uploads: Vec<(ServerId, UploadId)> = {
-        let mut v: Vec<_> = slots.values().copied().collect();
-        v.sort();
-        v.dedup();
-        v
-    };
-    let result = async {
-        let mut enc = Encoder::for_ciphertext(params, sel)?;
-        while let Some(chunk) = body.next().await {
-            enc.push(&chunk?)?;
-            write_pending(&transport, &slots, &mut enc).await?;
-        }
-        let done = enc.finish()?;
-        write_pending(&transport, &slots, &mut enc).await?;
-        let finishes = join_all(slots.iter().map(|(&share, &(server, id))| {
-            let t = Arc::clone(&transport);
-            let length = done
-                .share_lens
-                .get(usize::from(share))
-                .copied()
-                .unwrap_or(0);
-            let req = FinishRequest {
-                length,
-                expected_si: Some(done.storage_index),
-            };
-            async move { t.finish(server, id, wire_share(share), req).await }
-        }))
-        .await;
-        for f in finishes {
-            f.map_err(|e| GridError::Upload(format!("finishing a share: {e}")))?;
-        }
-        Ok::<_, GridError>(done.verify_cap)
-    }
-    .await;
-    match result {
-        Ok(verify_cap) => Ok(Uploaded {
-            read_cap: None,
-            verify_cap,
-        }),
-        Err(e) => {
-            abort_all(&transport, &uploads).await;
-            Err(e)
-        }
-    }
-}
-
-/// Sends every write the encoder has ready, concurrently, and waits for all of them (so at
-/// most one pushed chunk's worth of share data is in memory).
-async fn write_pending(
-    transport: &Arc<dyn Transport>,
-    slots: &BTreeMap<u16, (ServerId, UploadId)>,
-    enc: &mut Encoder,
-) -> Result<(), GridError> {
-    let mut writes = Vec::new();
-    while let Some(w) = enc.poll_write() {
-        let Some(&(server, id)) = slots.get(&w.share) else {
-            return Err(GridError::Upload(format!(
-                "share {} has no server",
-                w.share
-            )));
-        };
-        let t = Arc::clone(transport);
-        writes.push(async move {
-            t.write(
-                server,
-                id,
-                wire_share(w.share),
-                w.offset,
-                Bytes::from(w.data),
-            )
-            .await
-            .map_err(|e| GridError::Upload(format!("writing share {} to {server}: {e}", w.share)))
-        });
-    }
-    for r in join_all(writes).await {
-        r?;
-    }
-    Ok(())
-}
-
-async fn abort_all(transport: &Arc<dyn Transport>, uploads: &[(ServerId, UploadId)]) {
-    join_all(uploads.iter().map(|&(server, id)| {
-        let t = Arc::clone(transport);
-        async move {
-            let _ = t.abort(server, id).await;
-        }
-    }))
-    .await;
-}
-
-fn random_id() -> Result<[u8; 16], GridError> {
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id).map_err(|_| GridError::Upload("no system randomness".into()))?;
-    Ok(id)
 }
 
 /// A share number as the wire type (share numbers are below N ≤ 256).
