@@ -153,6 +153,7 @@ async function open(root, path, t) {
     shown = null;
     $('dir-list').replaceChildren();
     $('dir-tools').hidden = true;
+    $('dir-share').hidden = true;
     $('dir-notice').hidden = true;
     $('dir-status').textContent = '';
     $('dir-error-message').textContent = message(e);
@@ -203,6 +204,7 @@ function render(listing) {
   $('dir-notice').textContent = notice ?? '';
   $('dir-tools').hidden = !listing.writable;
   $('dir-mkdir-form').hidden = true;
+  renderShare(listing);
   const n = listing.count;
   const where = listing.kind === 'immutable' ? 'immutable folder' : 'folder';
   $('dir-status').textContent =
@@ -212,6 +214,35 @@ function render(listing) {
   list.replaceChildren(...rows);
   list.hidden = rows.length === 0;
   fillSizes(listing.entries, rows);
+}
+
+/** Derived caps of a cap's text (computed in the tab). */
+function derived(text) {
+  try {
+    const info = wasm().parseCap(text);
+    const out = { read: info.readOnlyCap, traverse: info.traverseCap };
+    info.free();
+    return out;
+  } catch {
+    return {};
+  }
+}
+
+/** Links to give away less than this cap: read-only (from a write cap), structure only. */
+function renderShare(listing) {
+  const box = $('dir-share');
+  $('dir-share-out').hidden = true;
+  $('dir-share-what').textContent = '';
+  const canRead = listing.level === 'write' || listing.level === 'read';
+  box.hidden = !canRead;
+  $('dir-share-read').hidden = !listing.writable;
+}
+
+function showShare(fragment, what) {
+  $('dir-share-link').value = `${location.origin}${location.pathname}#${fragment}`;
+  $('dir-share-out').hidden = false;
+  $('dir-share-copy').textContent = 'Copy';
+  $('dir-share-what').textContent = what;
 }
 
 function icon(kind) {
@@ -407,6 +438,35 @@ function setup() {
     e.preventDefault();
     const files = [...(e.dataTransfer?.files ?? [])];
     if (files.length) uploadHere(files);
+  });
+  $('dir-share-read').addEventListener('click', () => {
+    if (!shown) return;
+    const read = derived(shown.root).read;
+    if (read) {
+      showShare(
+        fragmentFor(read, shown.path),
+        'Anyone with this link can open this folder and everything in it, but change nothing.',
+      );
+    }
+  });
+  $('dir-share-traverse').addEventListener('click', () => {
+    if (!shown) return;
+    const t = derived(shown.cap).traverse;
+    if (t) {
+      showShare(
+        t,
+        'This link shows only the structure below this folder (how many entries, which are folders) and lets its holder check and repair the files, without any name or content.',
+      );
+    }
+  });
+  $('dir-share-copy').addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText($('dir-share-link').value);
+      $('dir-share-copy').textContent = 'Copied';
+    } catch {
+      $('dir-share-link').select();
+      $('dir-share-copy').textContent = 'Press Ctrl+C';
+    }
   });
   window.lafsDirs = { route };
   route(location.hash.replace(/^#/, ''));

@@ -188,6 +188,7 @@ test('a read-only dircap shows the listing and no write controls', async ({ page
   expect(await names(page)).toEqual(['made in the tab', 'photos', 'notes.txt']);
   await expect(page.locator('#dir-tools')).toBeHidden();
   await expect(page.locator('#dir-notice')).toContainText('Read-only');
+  await expect(page.locator('#dir-share-read')).toBeHidden();
   // Folders open read-only too.
   await page.locator('#dir-list li[data-name="photos"] a').click();
   await expect.poll(() => names(page)).toEqual(['hello.txt']);
@@ -217,4 +218,37 @@ test('a traversal cap link shows the structure and no names', async ({ page }) =
   await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown');
   await expect(page.locator('#dir')).toHaveAttribute('data-level', 'traverse');
   await expectNoSecret(requests, [root, d.read, d.traverse]);
+});
+
+test('share links give less authority, and the view fits a phone', async ({ page }) => {
+  await page.setViewportSize({ width: 360, height: 740 });
+  await openDir(page, root);
+  const fits = () => page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+  expect(await fits()).toBe(true);
+
+  // Read-only link of a folder below the root: the root's read cap and the same path.
+  await page.locator('#dir-list li[data-name="photos"] a').click();
+  await expect.poll(() => names(page)).toEqual(['hello.txt']);
+  await page.locator('#dir-share-read').click();
+  const readLink = await page.locator('#dir-share-link').inputValue();
+  expect(readLink).toMatch(/#lafsdr1[a-z0-9]+&path=photos$/);
+  expect(await fits()).toBe(true);
+  await page.locator('#dir-share-traverse').click();
+  const traverseLink = await page.locator('#dir-share-link').inputValue();
+  expect(traverseLink).toMatch(/#lafsdt1[a-z0-9]+$/);
+
+  await page.goto(readLink);
+  await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown', { timeout: 60_000 });
+  await expect(page.locator('#dir')).toHaveAttribute('data-level', 'read');
+  await expect.poll(() => names(page)).toEqual(['hello.txt']);
+  await expect(page.locator('#dir-tools')).toBeHidden();
+  expect(await fits()).toBe(true);
+
+  await page.goto(traverseLink);
+  await expect(page.locator('#dir')).toHaveAttribute('data-level', 'traverse', { timeout: 60_000 });
+  // photos holds one literal file: nothing on the grid to walk to, and no name shown.
+  await expect(page.locator('#dir-status')).toHaveText('1 item in this folder.');
+  await expect(page.locator('#dir-list li.dir-entry')).toHaveCount(0);
+  await expect(page.locator('#dir')).not.toContainText('hello.txt');
+  expect(await fits()).toBe(true);
 });
