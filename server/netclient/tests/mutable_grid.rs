@@ -10,9 +10,11 @@ use lafs_mutable::{encode_version, ContentKey, OsEntropy, ShareWrite, WriteKeys}
 use lafs_proto::mutable::WireWrite;
 use lafs_proto::ShareNum;
 
+/// 3-of-10 on grids of 4 or 5 servers: mutable publishes need `happy` servers, so 4.
 fn config() -> ClientConfig {
     ClientConfig {
         params: Params::new(3, 10, 4096).unwrap(),
+        happy: 4,
         ..ClientConfig::default()
     }
 }
