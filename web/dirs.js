@@ -245,12 +245,22 @@ function showShare(fragment, what) {
   $('dir-share-what').textContent = what;
 }
 
+const SVG = 'http://www.w3.org/2000/svg';
+const ICON_PATHS = {
+  // A folder and a page with a folded corner (drawn, so no emoji font is needed).
+  dir: 'M1.5 3.5h5l1.5 2h6.5v8h-13z',
+  file: 'M3.5 1.5h6l3 3v10h-9z M9.5 1.5v3h3',
+};
+
 function icon(kind) {
-  const span = document.createElement('span');
-  span.className = `icon ${kind}`;
-  span.setAttribute('aria-hidden', 'true');
-  span.textContent = kind === 'dir' ? '📁' : '📄';
-  return span;
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', '0 0 16 16');
+  svg.setAttribute('class', `icon ${kind}`);
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS(SVG, 'path');
+  path.setAttribute('d', ICON_PATHS[kind] ?? ICON_PATHS.file);
+  svg.append(path);
+  return svg;
 }
 
 /** One listing row: a link into a folder or to the file viewer. */
@@ -301,7 +311,7 @@ function row(e, level) {
       };
     });
   }
-  if (e.mutable) {
+  if (e.mutable && e.kind === 'file') {
     const tag = document.createElement('span');
     tag.className = 'tag';
     tag.textContent = 'mutable';
