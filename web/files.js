@@ -189,46 +189,70 @@ async function fetchOk(url, init) {
 }
 
 /**
- * The body of `resp`, which must be exactly `length` bytes, read into a buffer from `take()`
- * (reused between requests: a BYOB reader fills it in place) where the browser allows it.
+ * Reads a response body in exact pieces, each into a buffer from a pool (a BYOB reader fills it
+ * in place, so a long read allocates no new buffers) where the browser allows it.
  */
-async function readBody(resp, length, take) {
-  let reader = null;
-  try {
-    reader = resp.body?.getReader({ mode: 'byob' }) ?? null;
-  } catch {
-    // no byte stream here
+class BodyReader {
+  constructor(resp) {
+    this.byob = null;
+    try {
+      this.byob = resp.body?.getReader({ mode: 'byob' }) ?? null;
+    } catch {
+      // no byte stream here
+    }
+    this.plain = this.byob ? null : resp.body.getReader();
+    this.left = new Uint8Array(0);
+    this.total = 0;
   }
-  let bytes;
-  if (!reader) {
-    bytes = new Uint8Array(await resp.arrayBuffer());
-  } else {
-    let buf = take().buffer;
-    if (buf.byteLength < length) buf = new ArrayBuffer(length);
+
+  short() {
+    return new FetchError(`the gateway's answer ended after ${this.total} bytes, before the range asked for`);
+  }
+
+  /** The next `len` bytes, in `buf` (a Uint8Array) if it is large enough. */
+  async readExactly(len, buf) {
+    let ab = buf && buf.buffer.byteLength >= len ? buf.buffer : new ArrayBuffer(len);
     let off = 0;
-    while (off < length) {
-      const { value, done } = await reader.read(new Uint8Array(buf, off, length - off));
-      if (done) {
-        bytes = new Uint8Array(value?.buffer ?? buf, 0, off);
-        break;
+    if (this.byob) {
+      while (off < len) {
+        const { value, done } = await this.byob.read(new Uint8Array(ab, off, len - off));
+        if (done) throw this.short();
+        ab = value.buffer;
+        off += value.length;
+        this.total += value.length;
       }
-      buf = value.buffer;
-      off += value.length;
+    } else {
+      const out = new Uint8Array(ab, 0, len);
+      while (off < len) {
+        if (this.left.length === 0) {
+          const { value, done } = await this.plain.read();
+          if (done) throw this.short();
+          this.left = value;
+        }
+        const n = Math.min(len - off, this.left.length);
+        out.set(this.left.subarray(0, n), off);
+        this.left = this.left.subarray(n);
+        off += n;
+        this.total += n;
+      }
     }
-    if (off === length) {
-      // Nothing may follow.
-      const { done } = await reader.read(new Uint8Array(1));
-      if (!done) {
-        reader.cancel().catch(() => {});
-        throw new FetchError(`the gateway sent more than the ${length} bytes asked for`);
-      }
-      bytes = new Uint8Array(buf, 0, length);
+    return new Uint8Array(ab, 0, len);
+  }
+
+  /** Fails if anything follows what was read. */
+  async expectEnd() {
+    const { done } = this.byob
+      ? await this.byob.read(new Uint8Array(1))
+      : this.left.length > 0 ? { done: false } : await this.plain.read();
+    if (!done) {
+      this.cancel();
+      throw new FetchError(`the gateway sent more than the ${this.total} bytes asked for`);
     }
   }
-  if (bytes.length !== length) {
-    throw new FetchError(`the gateway sent ${bytes.length} bytes instead of ${length}`);
+
+  cancel() {
+    (this.byob ?? this.plain).cancel().catch(() => {});
   }
-  return bytes;
 }
 
 /** Guesses a MIME type from the first bytes (inline display only for harmless kinds). */
@@ -416,20 +440,10 @@ class OpenFile {
     if (this.pool.length < FETCH_DEPTH + 1 && bytes.buffer.byteLength > 0) this.pool.push(new Uint8Array(bytes.buffer));
   }
 
-  /** Ciphertext and proof of segments [a, b). */
-  async fetchBatch(a, b, signal) {
-    const start = a * this.segSize;
-    const end = Math.min(b * this.segSize, this.size);
-    // A batch of every segment needs no proof beyond the verified root.
-    const whole = a === 0 && b === this.nseg;
-    const [proof, bytes] = await Promise.all([
-      whole
-        ? '{"proof":[]}'
-        : fetchOk(`${this.base}?t=proof&segments=${a}-${b - 1}`, { signal }).then((x) => x.text()),
-      fetchOk(this.base, { headers: { Range: `bytes=${start}-${end - 1}` }, signal })
-        .then((x) => readBody(x, end - start, () => this.takeBuffer())),
-    ]);
-    return { a, proof, bytes };
+  /** The proof (JSON text) of segments [a, b); none is needed for a batch of every segment. */
+  fetchProof(a, b, signal) {
+    if (a === 0 && b === this.nseg) return Promise.resolve('{"proof":[]}');
+    return fetchOk(`${this.base}?t=proof&segments=${a}-${b - 1}`, { signal }).then((x) => x.text());
   }
 
   /** Verifies a fetched batch in wasm and only then decrypts it: its plaintext, in pieces. */
@@ -470,16 +484,31 @@ class OpenFile {
     const batches = [];
     for (let a = Math.floor(start / seg); a < last; a += per) batches.push([a, Math.min(last, a + per)]);
     const abort = new AbortController();
+    // One request for the ciphertext of the whole range: the gateway serves a long range much
+    // faster than many short ones (docs/performance.md). It is read a batch at a time, so TCP
+    // paces the gateway to the reader. Each batch gets its own small proof request, so that
+    // every batch can be verified (and released) on its own.
+    const ctStart = batches[0][0] * seg;
+    const ctEnd = Math.min(last * seg, this.size);
+    let body = fetchOk(this.base, { headers: { Range: `bytes=${ctStart}-${ctEnd - 1}` }, signal: abort.signal })
+      .then((resp) => new BodyReader(resp));
+    body.catch(() => {});
     const inflight = [];
     let next = 0;
-    // Each batch is verified and decrypted as soon as it arrives (WebCrypto works off the main
+    // Each batch is verified and decrypted as soon as it is read (WebCrypto works off the main
     // thread), while earlier batches are still being handed over: pieces come out in order.
     const fill = () => {
       while (inflight.length < FETCH_DEPTH && next < batches.length) {
         const [a, b] = batches[next++];
-        const p = this.fetchBatch(a, b, abort.signal).then(async (batch) => {
+        const len = Math.min(b * seg, this.size) - a * seg;
+        const proof = this.fetchProof(a, b, abort.signal);
+        const reader = body;
+        const bytes = reader.then((rd) => rd.readExactly(len, this.takeBuffer()));
+        body = bytes.then(() => reader); // the next batch is read after this one
+        body.catch(() => {});
+        const p = Promise.all([proof, bytes]).then(async ([proofText, data]) => {
           const t = performance.now();
-          const pieces = await this.open(batch);
+          const pieces = await this.open({ a, proof: proofText, bytes: data });
           this.stats.cryptoMs += performance.now() - t;
           return { a, pieces };
         });
@@ -503,6 +532,7 @@ class OpenFile {
           yield from === 0 && to === plain.length ? plain : plain.subarray(from, to);
         }
       }
+      await (await body).expectEnd();
     } finally {
       abort.abort();
     }
