@@ -125,6 +125,15 @@ function reload() {
   return open(shown.root, shown.path, ++token);
 }
 
+/** Child folders' caps by `<parent cap>/<name>`, from the listings seen in this tab. */
+const childDirs = new Map();
+
+function remember(cap, listing) {
+  for (const e of listing.entries) {
+    if (e.kind === 'dir' && e.name != null) childDirs.set(`${cap}/${e.name}`, e.cap);
+  }
+}
+
 /** Walks `path` from `root` (folders by name) and lists the folder reached. */
 async function open(root, path, t) {
   const section = $('dir');
@@ -137,14 +146,22 @@ async function open(root, path, t) {
     const g = await grid();
     let cap = root;
     for (let i = 0; i < path.length; i++) {
-      const listing = JSON.parse(await g.openDir(cap));
-      if (t !== token) return;
-      const child = listing.entries.find((e) => e.name === path[i] && e.kind === 'dir');
-      if (!child) throw new Error(`there is no folder “${path[i]}” in ${i === 0 ? 'this folder' : path[i - 1]}`);
-      cap = child.cap;
+      // Folders seen in listings are not opened again on the way down (mutable folders keep
+      // their cap; only the last one is read afresh).
+      const key = `${cap}/${path[i]}`;
+      let next = childDirs.get(key);
+      if (!next) {
+        const listing = JSON.parse(await g.openDir(cap));
+        if (t !== token) return;
+        remember(cap, listing);
+        next = childDirs.get(key);
+      }
+      if (!next) throw new Error(`there is no folder “${path[i]}” in ${i === 0 ? 'this folder' : path[i - 1]}`);
+      cap = next;
     }
     const listing = JSON.parse(await g.openDir(cap));
     if (t !== token) return;
+    remember(cap, listing);
     shown = { root, path, cap, listing };
     render(listing);
     setState('shown');

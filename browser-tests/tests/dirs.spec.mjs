@@ -252,3 +252,23 @@ test('share links give less authority, and the view fits a phone', async ({ page
   await expect(page.locator('#dir')).not.toContainText('hello.txt');
   expect(await fits()).toBe(true);
 });
+
+test('a mutable file in a folder is read by the tab and shown in the listing', async ({ page }) => {
+  // A mutable file made through the gateway's API (by this test, not by the page), linked with the CLI.
+  const text = 'first version of a mutable file\n';
+  const resp = await fetch(`${grid.url}/uri?t=mutable`, { method: 'POST', body: text });
+  expect(resp.status).toBe(200);
+  const writeCap = (await resp.text()).trim();
+  expect(writeCap).toMatch(/^lafsmw1/);
+  lafs('cp', ...node(), writeCap, `${root}:log.txt`);
+
+  const requests = recordRequests(page);
+  await openDir(page, root);
+  const entry = page.locator('#dir-list li[data-name="log.txt"]');
+  await expect(entry.locator('.tag')).toHaveText('mutable');
+  await entry.locator('a').click();
+  await expect(page.locator('#dir-file pre')).toHaveText(text, { useInnerText: false, timeout: 60_000 });
+  const d = await derive(page, root);
+  const w = await derive(page, writeCap);
+  await expectNoSecret(requests, [root, d.read, d.traverse, writeCap, w.read]);
+});
