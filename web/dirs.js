@@ -11,6 +11,8 @@
 
 const $ = (id) => document.getElementById(id);
 const MiB = 1024 * 1024;
+/** Bytes handed to the uploader per call (it encodes and sends segments as they fill). */
+const UPLOAD_PIECE = 4 * MiB;
 
 function wasm() {
   return window.wasmBindings;
@@ -418,11 +420,27 @@ async function uploadHere(files) {
   try {
     const g = await grid();
     let i = 0;
+    const bar = $('dir-progress');
     for (const f of files) {
       i++;
-      busy(`Encrypting and uploading ${f.name} (${formatSize(f.size)})${files.length > 1 ? `, ${i} of ${files.length}` : ''}…`);
-      const bytes = new Uint8Array(await f.arrayBuffer());
-      await g.addFile(target, f.name, bytes);
+      const label = `${f.name}${files.length > 1 ? ` (${i} of ${files.length})` : ''}`;
+      // Piece by piece: the file is never held whole, in JS or in wasm.
+      const up = g.startUpload(target, f.name);
+      try {
+        bar.max = Math.max(f.size, 1);
+        bar.value = 0;
+        bar.hidden = false;
+        for (let off = 0; off < f.size; off += UPLOAD_PIECE) {
+          busy(`Encrypting and uploading ${label}: ${formatSize(off)} of ${formatSize(f.size)}…`);
+          await up.write(new Uint8Array(await f.slice(off, off + UPLOAD_PIECE).arrayBuffer()));
+          bar.value = Math.min(off + UPLOAD_PIECE, f.size);
+        }
+        busy(`Linking ${label} into the folder…`);
+        await up.finish();
+      } finally {
+        up.free();
+        bar.hidden = true;
+      }
     }
     busy('');
     await reload();

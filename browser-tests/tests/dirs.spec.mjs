@@ -5,7 +5,7 @@
 // tab talks to the storage servers directly, the gateway only lists them).
 import { test, expect } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { writeFileSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGrid, lafsBin } from '../grid.mjs';
@@ -157,13 +157,24 @@ test('with a write cap the tab creates a folder and uploads a file that the CLI 
   await expect.poll(() => names(page)).toEqual(['up.txt']);
   await expect(page.locator('#dir-list li[data-name="up.txt"] .size')).toHaveText(`${(content.length / 1024).toFixed(1)} KiB`);
 
-  // The CLI sees both.
+  // A file larger than one piece handed to the uploader (4 MiB) and than one segment.
+  const big = Buffer.alloc((5 << 20) + 123);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 31 + (i >> 13)) & 0xff;
+  await page.locator('#dir-upload-input').setInputFiles({ name: 'big.bin', mimeType: 'application/octet-stream', buffer: big });
+  await opDone(page);
+  await expect.poll(() => names(page)).toEqual(['big.bin', 'up.txt']);
+  await expect(page.locator('#dir-list li[data-name="big.bin"] .size')).toHaveText('5.0 MiB');
+
+  // The CLI sees them.
   const ls = lafs('ls', ...node(), root).toString().split('\n').filter(Boolean);
   expect(ls).toContain('made in the tab/');
-  expect(lafs('ls', ...node(), `${root}:made in the tab`).toString().trim()).toBe('up.txt');
+  expect(lafs('ls', ...node(), `${root}:made in the tab`).toString().trim().split('\n')).toEqual(['big.bin', 'up.txt']);
   const out = join(tmp, 'got.txt');
   lafs('cp', ...node(), `${root}:made in the tab/up.txt`, out);
-  expect(execFileSync('cat', [out]).equals(content)).toBe(true);
+  expect(readFileSync(out).equals(content)).toBe(true);
+  const outBig = join(tmp, 'got.bin');
+  lafs('cp', ...node(), `${root}:made in the tab/big.bin`, outBig);
+  expect(readFileSync(outBig).equals(big)).toBe(true);
 
   const d = await derive(page, root);
   const sub = JSON.parse(lafs('ls', ...node(), '--json', `${root}:made in the tab`).toString());

@@ -7,7 +7,7 @@
 //! handed to JavaScript as JSON text (see [`DirSession::open`] for its shape).
 
 use lafs_caps::{Cap, CapKind, DirWriteCap};
-use lafs_client::{is_dir_cap, Client, OpenedDir, ServerId, UploadOptions};
+use lafs_client::{is_dir_cap, Client, OpenedDir, ServerId, Upload, UploadOptions};
 use lafs_dirnode::{Directory, Level};
 use lafs_proto::ids::base32_decode;
 use serde_json::{json, Value};
@@ -297,27 +297,24 @@ impl DirSession {
     /// a file of that name (a directory of that name is not replaced: code `exists`). The
     /// entry's metadata is `{"size": N}`. Returns the file's read cap.
     pub async fn add_file(&self, dir_cap: &str, name: &str, data: &[u8]) -> Result<String, Error> {
+        let mut up = self.start_upload(dir_cap, name)?;
+        up.write(data).await?;
+        up.finish().await
+    }
+
+    /// Starts adding a file piece by piece ([`DirUpload::write`], then [`DirUpload::finish`]):
+    /// memory does not grow with the file (each segment is encoded and sent as it fills). The
+    /// cap and name are checked now; nothing is sent before the first write.
+    pub fn start_upload(&self, dir_cap: &str, name: &str) -> Result<DirUpload, Error> {
         let parent = dir_write_cap(dir_cap)?;
         let name = lafs_dirnode::normalize_name(name).map_err(Error::from)?;
-        let up = self
-            .client
-            .upload_bytes(data, UploadOptions::default())
-            .await
-            .map_err(Error::from)?;
-        let cap = up.cap;
-        let meta = json!({ "size": data.len() as u64 }).to_string();
-        self.client
-            .modify_dir(&parent, |d| {
-                if let Ok(existing) = d.get(&name) {
-                    if child_is_dir(&existing.read_cap) {
-                        return Err(lafs_dirnode::Error::AlreadyExists { name: name.clone() });
-                    }
-                }
-                d.set(&name, &cap, meta.as_bytes())
-            })
-            .await
-            .map_err(Error::from)?;
-        Ok(cap.to_string())
+        Ok(DirUpload {
+            client: self.client.clone(),
+            parent,
+            name,
+            upload: Some(self.client.upload(UploadOptions::default())),
+            size: 0,
+        })
     }
 
     /// The whole contents of a file cap: an immutable readcap or literal cap (verified and
@@ -341,6 +338,59 @@ impl DirSession {
                 what: format!("a {} does not read a file", other.kind()),
             }),
         }
+    }
+}
+
+/// A file being added to a directory (see [`DirSession::start_upload`]).
+pub struct DirUpload {
+    client: Client,
+    parent: DirWriteCap,
+    name: String,
+    upload: Option<Upload>,
+    size: u64,
+}
+
+impl core::fmt::Debug for DirUpload {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DirUpload")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirUpload {
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends `data` to the file: encrypted, erasure-coded and sent as segments fill.
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+        let up = self.upload.as_mut().ok_or(Error::InvalidUse)?;
+        up.write(data).await.map_err(Error::from)?;
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    /// Finishes the upload and links the file into the directory (metadata `{"size": N}`);
+    /// returns its read cap. A directory of the same name is not replaced (code `exists`).
+    pub async fn finish(&mut self) -> Result<String, Error> {
+        let mut up = self.upload.take().ok_or(Error::InvalidUse)?;
+        let cap = up.finish().await.map_err(Error::from)?.cap;
+        let meta = json!({ "size": self.size }).to_string();
+        let name = self.name.clone();
+        self.client
+            .modify_dir(&self.parent, |d| {
+                if let Ok(existing) = d.get(&name) {
+                    if child_is_dir(&existing.read_cap) {
+                        return Err(lafs_dirnode::Error::AlreadyExists { name: name.clone() });
+                    }
+                }
+                d.set(&name, &cap, meta.as_bytes())
+            })
+            .await
+            .map_err(Error::from)?;
+        Ok(cap.to_string())
     }
 }
 
@@ -527,6 +577,30 @@ mod tests {
         assert_eq!(
             block_on(s.read_file(&root)).unwrap_err().code(),
             "not-a-file"
+        );
+    }
+
+    #[test]
+    fn piecewise_upload_into_a_directory() {
+        let s = session();
+        let root = block_on(s.create_dir()).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut up = s.start_upload(&root, "big.bin").unwrap();
+        for chunk in data.chunks(700_000) {
+            block_on(up.write(chunk)).unwrap();
+        }
+        assert_eq!(up.size(), 3_000_000);
+        let cap = block_on(up.finish()).unwrap();
+        assert_eq!(block_on(up.finish()).unwrap_err().code(), "invalid-use");
+        let l = listing(&s, &root);
+        assert_eq!(l["entries"][0]["size"], 3_000_000);
+        assert_eq!(l["entries"][0]["cap"], cap.as_str());
+        assert_eq!(block_on(s.read_file(&cap)).unwrap(), data);
+        // The name and the cap are checked before anything is sent.
+        assert_eq!(s.start_upload(&root, "a/b").unwrap_err().code(), "bad-name");
+        assert_eq!(
+            s.start_upload(&cap, "x").unwrap_err().code(),
+            "not-a-directory"
         );
     }
 

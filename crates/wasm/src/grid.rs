@@ -9,7 +9,9 @@
 //! afresh for each [`LafsGrid`] (servers accept any key unless their operator restricts
 //! writers).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -33,7 +35,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::dirs::{parse_server_list, split_base};
-use crate::{DirSession, Error, LafsError};
+use crate::{DirSession, DirUpload, Error, LafsError};
 
 /// Whole-request timeout of one storage request.
 const REQUEST_TIMEOUT_MS: i32 = 60_000;
@@ -520,6 +522,17 @@ impl LafsGrid {
         })
     }
 
+    /// Starts adding a file `name` to the directory of `dir_cap` (a write cap) piece by
+    /// piece: `await up.write(bytes)` any number of times, then `await up.finish()` → the
+    /// file's read cap. Throws at once for a cap without write access or a bad name.
+    #[wasm_bindgen(js_name = startUpload)]
+    pub fn start_upload(&self, dir_cap: &str, name: &str) -> Result<LafsDirUpload, LafsError> {
+        let up = self.session.start_upload(dir_cap, name)?;
+        Ok(LafsDirUpload {
+            inner: Rc::new(RefCell::new(Some(up))),
+        })
+    }
+
     /// Reads a whole file (immutable readcap, literal cap, mutable write or read cap) from
     /// the storage servers, verified and decrypted; resolves to a `Uint8Array`.
     #[wasm_bindgen(js_name = readFile)]
@@ -530,6 +543,49 @@ impl LafsGrid {
                 .await
                 .map(|b| JsValue::from(js_sys::Uint8Array::from(b.as_slice())))
                 .map_err(rejected)
+        })
+    }
+}
+
+/// A file being added to a directory (`grid.startUpload(dirCap, name)`): each `write` encrypts,
+/// erasure-codes and sends what fills segments; `finish` links the file. One call at a time:
+/// a call made while another is pending rejects with code `invalid-use`.
+#[wasm_bindgen]
+pub struct LafsDirUpload {
+    inner: Rc<RefCell<Option<DirUpload>>>,
+}
+
+impl core::fmt::Debug for LafsDirUpload {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LafsDirUpload").finish_non_exhaustive()
+    }
+}
+
+#[wasm_bindgen]
+impl LafsDirUpload {
+    /// Appends `data`; resolves when it is encoded and its full segments are acknowledged.
+    pub fn write(&self, data: Vec<u8>) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        future_to_promise(async move {
+            let mut up = inner
+                .borrow_mut()
+                .take()
+                .ok_or_else(|| rejected(Error::InvalidUse))?;
+            let r = up.write(&data).await;
+            *inner.borrow_mut() = Some(up);
+            r.map(|()| JsValue::UNDEFINED).map_err(rejected)
+        })
+    }
+
+    /// Finishes the upload and links the file; resolves to its read cap.
+    pub fn finish(&self) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        future_to_promise(async move {
+            let mut up = inner
+                .borrow_mut()
+                .take()
+                .ok_or_else(|| rejected(Error::InvalidUse))?;
+            up.finish().await.map(JsValue::from).map_err(rejected)
         })
     }
 }

@@ -24,6 +24,7 @@
 //! | `grid.openDir(dircap)` | [`DirSession::open`] | → `Promise<string>`: the listing as JSON at the cap's level (write, read, traverse: no names, verify: no entries) |
 //! | `grid.mkdir(dirWriteCap, name)` | [`DirSession::mkdir`] | → `Promise<string>`: creates and links a new folder, its write cap |
 //! | `grid.addFile(dirWriteCap, name, bytes)` | [`DirSession::add_file`] | → `Promise<string>`: encrypts and uploads in the tab, links the file (`{"size": N}` metadata), its readcap |
+//! | `grid.startUpload(dirWriteCap, name)` | [`DirSession::start_upload`] | → [`DirUpload`] as `LafsDirUpload`: `await up.write(bytes)` piece by piece, `await up.finish()` → the readcap (memory does not grow with the file) |
 //! | `grid.readFile(cap)` | [`DirSession::read_file`] | → `Promise<Uint8Array>`: a whole immutable, literal or mutable file, verified and decrypted |
 //! | `grid.createDir()` | [`DirSession::create_dir`] | → `Promise<string>`: a new unlinked directory's write cap |
 //! | `info.readOnlyCap`, `info.traverseCap` | [`CapInfo`] | a write cap's read cap; a directory's traversal cap (derived in the tab) |
@@ -77,7 +78,7 @@ mod grid;
 mod hash;
 
 pub use cap::{parse_cap, parse_share_link, CapInfo, ShareLink};
-pub use dirs::{parse_server_list, split_base, DirSession};
+pub use dirs::{parse_server_list, split_base, DirSession, DirUpload};
 pub use error::{Error, LafsError};
 pub use file::{segment_hash_prefix, FileReader, FileWriter};
 #[cfg(target_arch = "wasm32")]
