@@ -197,13 +197,16 @@ async fn main() {
         sent += len as u64;
         i += 1;
     }
+    let written = t.elapsed();
     let r = up.finish().await.unwrap();
     let up_time = t.elapsed();
     let up_cpu = cpu_secs() - cpu;
     println!(
-        "upload                        {:8.0} MB/s  ({:.2} s, {:.2}x SHA-256; {:.2} CPU-s, i.e. {:.0} MB per CPU-second, client and servers)",
+        "upload                        {:8.0} MB/s  ({:.2} s = {:.2} s writing + {:.2} s finishing, {:.2}x SHA-256; {:.2} CPU-s, i.e. {:.0} MB per CPU-second, client and servers)",
         mbps(size, up_time),
         up_time.as_secs_f64(),
+        written.as_secs_f64(),
+        (up_time - written).as_secs_f64(),
         mbps(size, up_time) / sha,
         up_cpu,
         size as f64 / up_cpu / 1e6
@@ -270,6 +273,19 @@ async fn main() {
 
     // Small files: sequentially, then 16 at a time.
     let n = args.small;
+    let requests = || -> u64 {
+        grid.nodes
+            .iter()
+            .map(|n| {
+                n.state
+                    .metrics()
+                    .requests
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
+    };
+    let req0 = requests();
+    let cpu = cpu_secs();
     let t = Instant::now();
     for j in 0..n / 2 {
         client
@@ -292,6 +308,8 @@ async fn main() {
         .count()
         .await;
     let par = done as f64 / t.elapsed().as_secs_f64();
-    println!("4 KiB uploads                 {seq:8.0} files/s one at a time, {par:.0} files/s 16 at a time ({n} files)");
+    let small_cpu = cpu_secs() - cpu;
+    let per_file = (requests() - req0) as f64 / n.max(1) as f64;
+    println!("4 KiB uploads                 {seq:8.0} files/s one at a time, {par:.0} files/s 16 at a time ({n} files; {per_file:.1} requests per file over {} servers; {:.2} CPU-ms per file)", grid.nodes.len(), small_cpu * 1e3 / n.max(1) as f64);
     println!("peak RSS (VmHWM)              {:8.0} MiB", peak_rss_mib());
 }
