@@ -169,6 +169,8 @@ async function open(root, path, t) {
     setState('shown');
   } catch (e) {
     if (t !== token) return;
+    // The next navigation asks the gateway for the servers again (some may have joined or left).
+    if (['no-servers', 'unreachable', 'not-enough-shares', 'not-found'].includes(e?.code)) gridPromise = null;
     shown = null;
     $('dir-list').replaceChildren();
     $('dir-tools').hidden = true;
