@@ -199,6 +199,22 @@ test('audio streams and seeks: the worker answers Range requests from the middle
   await expectNoSecret(requests, cap);
 });
 
+test('a streamed file fits a phone-sized viewport', async ({ page }) => {
+  await page.setViewportSize({ width: 360, height: 740 });
+  const cap = grid.put(wav(120)); // 10.6 MB of audio, shown with a player
+  await open(page, cap);
+  await expect(page.locator('audio#file-inline')).toBeVisible();
+  await expect(page.locator('#file-status')).toContainText('verified');
+  const link = page.locator('#file-download');
+  await expect(link).toContainText('Save the file');
+  await link.scrollIntoViewIfNeeded();
+  await expect(link).toBeInViewport();
+  const overflow = await page.evaluate(
+    () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+  );
+  expect(overflow).toBeLessThanOrEqual(0);
+});
+
 test('a Range request gets exactly its bytes; a bad one gets 416', async ({ page }) => {
   const original = bytes(20 * MiB + 777, 11);
   const cap = grid.put(original);
