@@ -300,7 +300,8 @@ impl FsMutableStore {
                 self.count(p.data.len());
             }
             self.faults.step(|| ())?;
-            f.sync_all()?;
+            // fdatasync: the data and the size (needed to read it back) are made durable.
+            f.sync_data()?;
         }
         Ok(())
     }
@@ -501,7 +502,7 @@ impl MutableStore for FsMutableStore {
         f.write_all(&journal)?;
         self.count(journal.len());
         self.faults.step(|| ())?;
-        f.sync_all()?;
+        f.sync_data()?;
         drop(f);
         self.faults.step(|| ())?;
         sync_dir(&self.journal_dir())?;
