@@ -384,6 +384,12 @@ impl Client {
         }
         let achieved = happiness(&sent.ok);
         if achieved < needed {
+            // Nothing stored anywhere: the servers' own refusal says more than the count.
+            if achieved == 0 {
+                if let Some((_, e)) = sent.failed.into_iter().next() {
+                    return Err(e);
+                }
+            }
             return Err(not_happy(achieved));
         }
         Ok(seqnum)

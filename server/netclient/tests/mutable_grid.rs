@@ -199,3 +199,28 @@ async fn a_small_change_writes_only_patches_on_the_servers() {
         expected
     );
 }
+
+/// A whole share travels in one request: above the servers' request limit (4 MiB by default)
+/// every server refuses it, and the error says so (not only "not happy").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_above_the_request_limit_is_reported() {
+    let grid = LocalGrid::start(4, false).await;
+    let (c, _g) = grid
+        .client(ClientConfig {
+            params: Params::new(3, 10, 1 << 20).unwrap(),
+            happy: 4,
+            ..ClientConfig::default()
+        })
+        .await;
+    let err = c.create_mutable(&vec![1u8; 15 << 20]).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::MutableWrite {
+                error: TransportError::Status { status: 413, .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
