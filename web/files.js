@@ -92,6 +92,50 @@ function segmentDigests(prefix, bytes, segSize, scratch = null) {
   return Promise.all(out).then((ds) => ds.map((d) => new Uint8Array(d)));
 }
 
+// Hashing and decrypting in dedicated workers (crypto-worker.js): WebCrypto runs one operation
+// at a time per JS context, so two workers work on two batches at once. `?workers=0` keeps it
+// all in the page.
+const WORKERS = 2;
+let cryptoWorkers = null;
+let workerCalls = 0;
+let nextWorker = 0;
+
+/** The crypto workers, or an empty list if they cannot be started here. */
+function workers() {
+  if (cryptoWorkers) return cryptoWorkers;
+  cryptoWorkers = [];
+  const n = Number(new URLSearchParams(location.search).get('workers') ?? WORKERS);
+  try {
+    for (let i = 0; i < n && typeof Worker === 'function'; i++) {
+      const w = new Worker(new URL('crypto-worker.js', location.href));
+      w.pending = new Map();
+      w.onmessage = (e) => {
+        const call = w.pending.get(e.data.id);
+        w.pending.delete(e.data.id);
+        if (e.data.error) call?.reject(new Error(`hashing or decrypting failed: ${e.data.error}`));
+        else call?.resolve(e.data);
+      };
+      w.onerror = (e) => {
+        for (const call of w.pending.values()) call.reject(new Error(`the crypto worker failed: ${e.message}`));
+        w.pending.clear();
+      };
+      cryptoWorkers.push(w);
+    }
+  } catch {
+    cryptoWorkers = [];
+  }
+  return cryptoWorkers;
+}
+
+/** Runs `msg` in worker `w`, handing over `bytes`: resolves to its answer. */
+function callWorker(w, msg, bytes) {
+  const id = ++workerCalls;
+  return new Promise((resolve, reject) => {
+    w.pending.set(id, { resolve, reject });
+    w.postMessage({ id, ...msg, bytes }, [bytes.buffer]);
+  });
+}
+
 /** Whether to use WebCrypto: available, not disabled, and agreeing with wasm on a test vector. */
 function useWebCrypto() {
   webCryptoCheck ??= (async () => {
@@ -453,6 +497,17 @@ class OpenFile {
       if (this.failed) throw this.failed;
       this.r.addProof(proof);
       const offset = a * this.segSize;
+      const pool = this.key && offset % 16 === 0 ? workers() : [];
+      if (pool.length > 0) {
+        // The same steps in a worker: hashes there, checked here, then decrypted there.
+        const w = pool[nextWorker++ % pool.length];
+        const hashed = await callWorker(w, { op: 'digest', prefix: this.prefix, segSize: this.segSize }, bytes);
+        pooled = false;
+        const start = this.r.verifyDigests(a, hashed.digests, hashed.bytes.length);
+        const done = await callWorker(w, { op: 'decrypt', key: this.key, offset: start }, hashed.bytes);
+        this.releaseBuffer(done.bytes);
+        return [new Uint8Array(done.plain)];
+      }
       if (this.key && offset % 16 === 0) {
         // SHA-256 and AES-CTR in WebCrypto; the hashes are checked against the tree in wasm,
         // and nothing is decrypted unless every segment of the batch proved.

@@ -41,8 +41,13 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
   expect(sha(got)).toBe(sha(original));
 
   // Streamed through the service worker to disk (the path for every file above 16 MiB).
-  for (const mode of ['webcrypto', 'wasm']) {
-    await page.goto(`${grid.url}/${mode === 'wasm' ? '?crypto=wasm' : ''}`);
+  const modes = [
+    ['webcrypto', 'webcrypto', ''],
+    ['webcrypto in the page, no workers', 'webcrypto', '?workers=0'],
+    ['wasm', 'wasm', '?crypto=wasm'],
+  ];
+  for (const [label, mode, query] of modes) {
+    await page.goto(`${grid.url}/${query}`);
     await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
     await page.evaluate((c) => { location.hash = c; }, cap);
     await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 600_000 });
@@ -57,22 +62,22 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
     const ms = performance.now() - t;
     expect(sha(readFileSync(path))).toBe(sha(original));
     const how = stream ? 'streamed save through the service worker' : 'save from memory';
-    figures.push([`browser (${mode}): ${how}, download + verify + decrypt + write (seen by the test)`, rate(original.length, ms)]);
+    figures.push([`browser (${label}): ${how}, download + verify + decrypt + write (seen by the test)`, rate(original.length, ms)]);
     if (stream) {
       const s = await page.evaluate(() => window.lafsTimings.stream);
-      figures.push([`browser (${mode}): ${how} (in the page)`, `${rate(s.bytes, s.ms)} (of ${(s.ms / 1000).toFixed(1)} s, the reader waited ${(s.waitMs / 1000).toFixed(1)} s for verified batches; hashing + verifying + decrypting took ${(s.cryptoMs / 1000).toFixed(1)} s, overlapping)`]);
+      figures.push([`browser (${label}): ${how} (in the page)`, `${rate(s.bytes, s.ms)} (of ${(s.ms / 1000).toFixed(1)} s, the reader waited ${(s.waitMs / 1000).toFixed(1)} s for verified batches; hashing + verifying + decrypting took ${(s.cryptoMs / 1000).toFixed(1)} s, overlapping)`]);
     }
   }
 
   // Read whole into memory (no service worker: ?sw=off).
-  for (const mode of ['webcrypto', 'wasm']) {
-    await page.goto(`${grid.url}/?sw=off${mode === 'wasm' ? '&crypto=wasm' : ''}`);
+  for (const [label, mode, query] of modes) {
+    await page.goto(`${grid.url}/?sw=off${query.replace('?', '&')}`);
     await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
     await page.evaluate((c) => { location.hash = c; }, cap);
     await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 600_000 });
     await expect(page.locator('html')).toHaveAttribute('data-crypto', mode);
     const d = await page.evaluate(() => window.lafsTimings.download);
-    figures.push([`browser (${mode}): into memory, download + verify + decrypt (in the page, ?sw=off)`, rate(d.bytes, d.ms)]);
+    figures.push([`browser (${label}): into memory, download + verify + decrypt (in the page, ?sw=off)`, rate(d.bytes, d.ms)]);
   }
 
   for (const mode of ['webcrypto', 'wasm']) {
