@@ -24,8 +24,11 @@ const FETCH_DEPTH = 4;
 const MAX_TEXT_SHOWN = 2 * MiB;
 /** Files up to this size are read and verified whole when opened; larger ones are streamed. */
 const INLINE_MAX = 16 * MiB;
-/** Without a service worker, files up to this size are read into memory without asking. */
-const MEMORY_MAX = 256 * MiB;
+/**
+ * Without a service worker, files up to this size are read into memory without asking
+ * (`?memory-max-mib=N` sets another limit, e.g. to try the question on a small file).
+ */
+const MEMORY_MAX = Number(new URLSearchParams(location.search).get('memory-max-mib') ?? 256) * MiB;
 
 const $ = (id) => document.getElementById(id);
 

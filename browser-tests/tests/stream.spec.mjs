@@ -282,6 +282,22 @@ test('without a service worker (?sw=off) a file is read into memory and saved fr
   expect(sha(readFileSync(await download.path()))).toBe(sha(original));
 });
 
+test('without a service worker a large file is loaded only when asked, and says why', async ({ page }) => {
+  const original = bytes(20 * MiB, 41);
+  const cap = grid.put(original);
+  // A 16 MiB limit instead of 256 MiB, so that a 20 MiB file is "large".
+  await page.goto(`${grid.url}/?sw=off&memory-max-mib=16#${cap}`);
+  await expect(page.locator('html')).toHaveAttribute('data-file-state', 'too-large', { timeout: 60_000 });
+  await expect(page.locator('#file-status')).toContainText('cannot stream it to disk here');
+  await expect(page.locator('#file-status')).toContainText('?sw=off');
+  await expect(page.locator('#file-download')).toBeHidden();
+  await page.locator('#file-load-anyway').click();
+  await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 60_000 });
+  await expect(page.locator('html')).toHaveAttribute('data-delivery', 'memory');
+  const download = await save(page);
+  expect(sha(readFileSync(await download.path()))).toBe(sha(original));
+});
+
 /** Waits until `pred()` is true (polling), or fails after `ms`. */
 async function until(pred, ms = 60_000) {
   const t0 = Date.now();
