@@ -12,8 +12,9 @@
 //!   number, so missing shares of the latest version are rebuilt from any k valid ones
 //!   (`lafs_mutable::rebuild_shares`) and stored as whole shares; servers holding an older or
 //!   rotten copy of a share get the latest one (their check accepts it: higher seqnum, or the
-//!   same version replacing a copy that fails the full check). Two different versions with the
-//!   latest seqnum are refused ([`Error::UncoordinatedWrite`]): only a writer can settle them.
+//!   same version replacing a copy that fails the full check); while the copies reach fewer
+//!   than `happy` servers, copies of shares on crowded servers go to accepting servers that
+//!   hold none. Two different versions with the latest seqnum are refused ([`Error::UncoordinatedWrite`]): only a writer can settle them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -389,7 +390,13 @@ impl Client {
         let homeless: Vec<u16> = (0..n)
             .filter(|s| !good_on.contains_key(s) && !planned.contains(s))
             .collect();
-        if !homeless.is_empty() {
+        let mut holdings: Vec<(ServerId, u16)> = good_on
+            .iter()
+            .flat_map(|(sh, servers)| servers.iter().map(move |s| (*s, *sh)))
+            .chain(plan.iter().copied())
+            .collect();
+        let needed = usize::from(before.happy);
+        if !homeless.is_empty() || happiness(&holdings) < needed {
             let order = permuted_servers(&ssi_of(&si), &self.transport.servers());
             let t = &self.transport;
             let versions = join_all(
@@ -405,29 +412,50 @@ impl Client {
                     _ => None,
                 })
                 .collect();
-            if accepting.is_empty() {
+            if accepting.is_empty() && !homeless.is_empty() {
                 return Err(Error::NotHappy {
                     queried: order.len(),
                     reachable: before.servers_reachable,
                     accepting: 0,
                     achieved: before.happiness,
-                    needed: usize::from(before.happy),
+                    needed,
                 });
             }
-            let busy: BTreeSet<ServerId> = good_on
-                .values()
-                .flatten()
-                .copied()
-                .chain(plan.iter().map(|(s, _)| *s))
-                .collect();
+            let busy: BTreeSet<ServerId> = holdings.iter().map(|(s, _)| *s).collect();
             let mut targets: Vec<ServerId> = accepting
                 .iter()
                 .copied()
                 .filter(|s| !busy.contains(s))
                 .collect();
             targets.extend(accepting.iter().copied().filter(|s| busy.contains(s)));
-            for (i, s) in homeless.into_iter().enumerate() {
-                plan.push((targets[i % targets.len()], s));
+            for (i, sh) in homeless.into_iter().enumerate() {
+                let target = targets[i % targets.len()];
+                plan.push((target, sh));
+                holdings.push((target, sh));
+            }
+            // Spread: while below the threshold, give an accepting server that holds nothing
+            // of this version a copy of a share that raises the happiness (fewest copies
+            // first).
+            let mut empty: Vec<ServerId> = accepting
+                .iter()
+                .copied()
+                .filter(|s| !holdings.iter().any(|(h, _)| h == s))
+                .collect();
+            empty.reverse();
+            let mut current = happiness(&holdings);
+            while current < needed {
+                let Some(target) = empty.pop() else { break };
+                let mut candidates: Vec<u16> = (0..n).collect();
+                candidates.sort_by_key(|sh| holdings.iter().filter(|(_, h)| h == sh).count());
+                let better = candidates.into_iter().find(|&sh| {
+                    let mut trial = holdings.clone();
+                    trial.push((target, sh));
+                    happiness(&trial) > current
+                });
+                let Some(sh) = better else { break };
+                plan.push((target, sh));
+                holdings.push((target, sh));
+                current += 1;
             }
         }
         // One request per copy: a whole share may be large, and the servers' request limit

@@ -382,3 +382,37 @@ fn check_verify_and_repair_with_a_verifycap() {
     let again = block_on(c.repair_mutable(&pk)).unwrap();
     assert!(again.rebuilt.is_empty() && again.stored.is_empty());
 }
+
+#[test]
+fn repair_spreads_crowded_shares_to_reach_happiness() {
+    let grid = Arc::new(SimGrid::new(10, 10));
+    // Only three servers accept when the file is created (happy 3): ten shares on three.
+    for i in 3..10 {
+        grid.set_knobs(i, |k| k.read_only = true);
+    }
+    let small = Client::new(
+        grid.clone(),
+        ClientConfig {
+            params: Params::new(3, 10, 4096).unwrap(),
+            happy: 3,
+            ..ClientConfig::default()
+        },
+    );
+    let cap = block_on(small.create_mutable(b"crowded")).unwrap();
+    for i in 3..10 {
+        grid.set_knobs(i, |k| k.read_only = false);
+    }
+    let c = client(&grid);
+    let pk = *cap.public_key();
+    let before = block_on(c.check_mutable(&pk, false)).unwrap();
+    assert_eq!((before.good_shares, before.happiness), (10, 3));
+    assert!(!before.healthy);
+    let rep = block_on(c.repair_mutable(&pk)).unwrap();
+    assert!(rep.rebuilt.is_empty());
+    assert!(rep.after.happiness >= 7, "{:?}", rep.after);
+    assert!(rep.after.healthy);
+    assert_eq!(
+        block_on(c.read_mutable(&cap.read_cap())).unwrap().data,
+        b"crowded"
+    );
+}
