@@ -526,7 +526,11 @@ class OpenFile {
       }
       return [this.r.openSegments(a, bytes)];
     } catch (e) {
-      if (e?.code === 'integrity') this.failed = e;
+      if (e?.code === 'integrity' && !this.failed) {
+        this.failed = e;
+        // Shown at once, even if it was found reading ahead for a request since abandoned.
+        if (this === currentFile) fileFailed(e, current);
+      }
       throw e;
     } finally {
       if (pooled) this.releaseBuffer(bytes);
