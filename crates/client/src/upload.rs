@@ -134,9 +134,11 @@ struct Active {
 /// literal caps). Then every server in the key's permuted order is asked at once for its
 /// version and free space, shares are placed ([`crate::placement::place`]), and each
 /// completed segment is encoded while the previous segments' writes are in flight (at most
-/// `pipeline_depth` segments' worth). Writes to one share are merged up to `write_chunk`
-/// bytes: a small file costs one allocate, one write and one finish per share, each round
-/// sent to all servers in parallel.
+/// `pipeline_depth` segments' worth; with a [`crate::ClientConfig::spawner`] the encoding runs
+/// on the executor). Writes to one share are merged up to `write_chunk` bytes and go through
+/// an upload session (allocate, writes, finish); a share of which nothing was sent before the
+/// end and that fits in one request is sent whole instead (`put_share`), so a small file
+/// costs one request per server, all servers in parallel.
 pub struct Upload {
     client: Client,
     opts: UploadOptions,
