@@ -35,7 +35,8 @@ export function lafsBin() {
 
 /**
  * Starts `lafs demo` and resolves once its gateway is listening:
- * `{ url, dir, client, put(bytes), get(cap), shareFiles(), stop() }`.
+ * `{ url, dir, put(bytes), get(cap), cli(command, ...args), shareFiles(), read(path),
+ * write(path, bytes), stop() }`.
  */
 export async function startGrid({ storageNodes = 10 } = {}) {
   const exe = lafsBin();
@@ -79,6 +80,10 @@ export async function startGrid({ storageNodes = 10 } = {}) {
     /** Downloads a cap with `lafs get --node`. */
     get(cap) {
       return run(['get', '--node', client, cap]);
+    },
+    /** Runs `lafs <command> --node <client> ...args` and returns its standard output. */
+    cli(command, ...args) {
+      return run([command, '--node', client, ...args]);
     },
     /** Every share file of the grid (paths), for tampering. */
     shareFiles() {

@@ -3,26 +3,19 @@
 // The grid runs $LAFS_BIN: for figures, a release build (`cargo build --release -p lafs-cli`,
 // then LAFS_BIN=$CARGO_TARGET_DIR/release/lafs); by default the tests' dev build.
 import { test, expect } from '@playwright/test';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { startGrid, lafsBin } from '../grid.mjs';
+import { lafsBin } from '../grid.mjs';
+import { sha, useGrid, openApp } from '../helpers.mjs';
 
 test.skip(!process.env.LAFS_BENCH, 'benchmark: set LAFS_BENCH=1 to run');
 
 const MIB = Number(process.env.LAFS_BENCH_MIB ?? 32);
-const sha = (b) => createHash('sha256').update(b).digest('hex');
 const rate = (bytes, ms) => `${((bytes / 1e6) / (ms / 1000)).toFixed(1)} MB/s`;
 
-let grid;
-test.beforeAll(async () => {
-  test.setTimeout(600_000);
-  grid = await startGrid();
-});
-test.afterAll(async () => {
-  await grid?.stop();
-});
+const grid = useGrid();
 
 test(`throughput, ${MIB} MiB file`, async ({ page }) => {
   test.setTimeout(600_000);
@@ -47,8 +40,7 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
     ['wasm', 'wasm', '?crypto=wasm'],
   ];
   for (const [label, mode, query] of modes) {
-    await page.goto(`${grid.url}/${query}`);
-    await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+    await openApp(page, grid.url, query);
     await page.evaluate((c) => { location.hash = c; }, cap);
     await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 600_000 });
     await expect(page.locator('html')).toHaveAttribute('data-crypto', mode);
@@ -71,8 +63,7 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
 
   // Read whole into memory (no service worker: ?sw=off).
   for (const [label, mode, query] of modes) {
-    await page.goto(`${grid.url}/?sw=off${query.replace('?', '&')}`);
-    await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+    await openApp(page, grid.url, `?sw=off${query.replace('?', '&')}`);
     await page.evaluate((c) => { location.hash = c; }, cap);
     await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 600_000 });
     await expect(page.locator('html')).toHaveAttribute('data-crypto', mode);
@@ -81,8 +72,7 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
   }
 
   for (const mode of ['webcrypto', 'wasm']) {
-    await page.goto(`${grid.url}/${mode === 'wasm' ? '?crypto=wasm' : ''}`);
-    await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+    await openApp(page, grid.url, mode === 'wasm' ? '?crypto=wasm' : '');
     await page.locator('#upload-input').setInputFiles(inputFile);
     await expect(page.locator('html')).toHaveAttribute('data-upload-state', 'done', { timeout: 600_000 });
     const u = await page.evaluate(() => window.lafsTimings.upload);
@@ -90,8 +80,7 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
     figures.push([`browser (${mode} AES): encrypt + upload (in the page)`, rate(u.bytes, u.encryptMs + u.uploadMs)]);
   }
 
-  await page.goto(`${grid.url}/`);
-  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+  await openApp(page, grid.url);
   t = performance.now();
   await page.locator('#upload-input').setInputFiles(inputFile);
   await expect(page.locator('html')).toHaveAttribute('data-upload-state', /done|error/, { timeout: 600_000 });

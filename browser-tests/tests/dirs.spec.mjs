@@ -4,80 +4,49 @@
 // a traversal cap shows no names; no request carries a directory cap, a file cap or a key (the
 // tab talks to the storage servers directly, the gateway only lists them).
 import { test, expect } from '@playwright/test';
-import { execFileSync } from 'node:child_process';
 import { writeFileSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startGrid, lafsBin } from '../grid.mjs';
+import { useGrid, recordRequests, expectNoSecret as expectNoCap, openApp } from '../helpers.mjs';
 
-test.describe.configure({ mode: 'serial' });
-
-let grid;
+const grid = useGrid();
 let tmp;
 let root; // the directory's write cap
 const notes = 'Notes kept in a lafs directory.\n'.repeat(40);
 
-function lafs(...args) {
-  return execFileSync(lafsBin(), args, { maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
-}
-const node = () => ['--node', join(grid.dir, 'client')];
+/** `lafs <command> --node <the grid's client> ...args`: its standard output. */
+const lafs = (command, ...args) => grid.cli(command, ...args);
 
 test.beforeAll(async () => {
-  test.setTimeout(600_000); // may build the lafs binary first
-  grid = await startGrid();
+  test.setTimeout(120_000);
   tmp = mkdtempSync(join(tmpdir(), 'lafs-dirs-'));
-  root = lafs('mkdir', ...node()).toString().trim();
+  root = lafs('mkdir').toString().trim();
   const file = join(tmp, 'notes.txt');
   writeFileSync(file, notes);
-  lafs('cp', ...node(), file, `${root}:notes.txt`);
-  lafs('mkdir', ...node(), `${root}:photos`);
+  lafs('cp', file, `${root}:notes.txt`);
+  lafs('mkdir', `${root}:photos`);
   const small = join(tmp, 'hello.txt');
   writeFileSync(small, 'hello');
-  lafs('cp', ...node(), small, `${root}:photos/hello.txt`);
+  lafs('cp', small, `${root}:photos/hello.txt`);
 });
 test.afterAll(async () => {
-  await grid?.stop();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-/** Records every request the page makes. */
-function recordRequests(page) {
-  const requests = [];
-  page.on('request', (r) => requests.push(r));
-  return requests;
-}
-
-/** The secret part of a cap's text (after the `1` separator), both cases. */
-function needles(cap) {
-  const data = cap.slice(cap.indexOf('1') + 1);
-  return [cap, data, data.toUpperCase(), cap.toUpperCase()];
-}
-
-/** Asserts that no request holds any of `caps`, and that requests go only where allowed. */
+/**
+ * Asserts that no request holds any of `caps`, and that requests go only where allowed: to the
+ * gateway for the page's own files, the server list and verifycap endpoints, elsewhere only to
+ * storage servers.
+ */
 async function expectNoSecret(requests, caps) {
-  expect(requests.length).toBeGreaterThan(0);
   const gateway = new URL(grid.url).origin;
-  for (const r of requests) {
-    const body = r.postDataBuffer();
-    const seen = [r.url(), JSON.stringify(await r.allHeaders()), body ? body.toString('latin1') : ''].join('\n');
-    for (const cap of caps) {
-      for (const needle of needles(cap)) {
-        expect(seen, `request ${r.method()} ${r.url()}`).not.toContain(needle);
-      }
-    }
-    const url = new URL(r.url());
-    if (url.origin === gateway) {
-      // The page's own files, the server list, and verifycap endpoints.
-      const ok =
-        !url.pathname.startsWith('/uri') &&
+  await expectNoCap(requests, caps, (url) =>
+    url.origin === gateway
+      ? !url.pathname.startsWith('/uri') &&
         (url.pathname === '/grid/servers' ||
           url.pathname.startsWith('/ciphertext/lafsv1') ||
-          /^\/[\w.-]*$/.test(url.pathname));
-      expect(ok, `gateway request ${r.method()} ${r.url()}`).toBe(true);
-    } else {
-      expect(url.pathname, `request ${r.method()} ${r.url()}`).toMatch(/^\/storage\/v1\//);
-    }
-  }
+          /^\/[\w.-]*$/.test(url.pathname))
+      : /^\/storage\/v1\//.test(url.pathname));
 }
 
 async function openDir(page, fragment) {
@@ -131,7 +100,7 @@ test('a directory made with the CLI opens from #<dircap>, files open in the view
   await expect(page.locator('#file-inline')).toHaveText(notes, { useInnerText: false, timeout: 60_000 });
 
   const d = await derive(page, root);
-  const fileCaps = JSON.parse(lafs('ls', ...node(), '--json', root).toString());
+  const fileCaps = JSON.parse(lafs('ls', '--json', root).toString());
   await expectNoSecret(requests, [root, d.read, d.traverse, ...Object.values(fileCaps)]);
   // The listing came from the storage servers, not from the gateway's directory API.
   expect(requests.some((r) => r.url().endsWith('/grid/servers'))).toBe(true);
@@ -166,19 +135,19 @@ test('with a write cap the tab creates a folder and uploads a file that the CLI 
   await expect(page.locator('#dir-list li[data-name="big.bin"] .size')).toHaveText('5.0 MiB');
 
   // The CLI sees them.
-  const ls = lafs('ls', ...node(), root).toString().split('\n').filter(Boolean);
+  const ls = lafs('ls', root).toString().split('\n').filter(Boolean);
   expect(ls).toContain('made in the tab/');
-  expect(lafs('ls', ...node(), `${root}:made in the tab`).toString().trim().split('\n')).toEqual(['big.bin', 'up.txt']);
+  expect(lafs('ls', `${root}:made in the tab`).toString().trim().split('\n')).toEqual(['big.bin', 'up.txt']);
   const out = join(tmp, 'got.txt');
-  lafs('cp', ...node(), `${root}:made in the tab/up.txt`, out);
+  lafs('cp', `${root}:made in the tab/up.txt`, out);
   expect(readFileSync(out).equals(content)).toBe(true);
   const outBig = join(tmp, 'got.bin');
-  lafs('cp', ...node(), `${root}:made in the tab/big.bin`, outBig);
+  lafs('cp', `${root}:made in the tab/big.bin`, outBig);
   expect(readFileSync(outBig).equals(big)).toBe(true);
 
   const d = await derive(page, root);
-  const sub = JSON.parse(lafs('ls', ...node(), '--json', `${root}:made in the tab`).toString());
-  const top = JSON.parse(lafs('ls', ...node(), '--json', root).toString());
+  const sub = JSON.parse(lafs('ls', '--json', `${root}:made in the tab`).toString());
+  const top = JSON.parse(lafs('ls', '--json', root).toString());
   await expectNoSecret(requests, [root, d.read, d.traverse, ...Object.values(sub), ...Object.values(top)]);
   // Writes went to the storage servers, signed.
   const writes = requests.filter((r) => r.method() !== 'GET' && r.url().includes('/storage/v1/'));
@@ -190,8 +159,7 @@ test('with a write cap the tab creates a folder and uploads a file that the CLI 
 });
 
 test('a read-only dircap shows the listing and no write controls', async ({ page }) => {
-  await page.goto(`${grid.url}/`);
-  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+  await openApp(page, grid.url);
   const d = await derive(page, root);
   expect(d.read).toMatch(/^lafsdr1/);
   await openDir(page, d.read);
@@ -207,8 +175,7 @@ test('a read-only dircap shows the listing and no write controls', async ({ page
 });
 
 test('a traversal cap link shows the structure and no names', async ({ page }) => {
-  await page.goto(`${grid.url}/`);
-  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+  await openApp(page, grid.url);
   const d = await derive(page, root);
   expect(d.traverse).toMatch(/^lafsdt1/);
   const requests = recordRequests(page);
@@ -271,7 +238,7 @@ test('a mutable file in a folder is read by the tab and shown in the listing', a
   expect(resp.status).toBe(200);
   const writeCap = (await resp.text()).trim();
   expect(writeCap).toMatch(/^lafsmw1/);
-  lafs('cp', ...node(), writeCap, `${root}:log.txt`);
+  lafs('cp', writeCap, `${root}:log.txt`);
 
   const requests = recordRequests(page);
   await openDir(page, root);

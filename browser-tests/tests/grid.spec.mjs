@@ -2,81 +2,12 @@
 // CLI open from a share link, verified and decrypted in the tab; tampering is caught; files
 // uploaded from the tab come back byte for byte through `lafs get`; no request carries a readcap.
 import { test, expect } from '@playwright/test';
-import { readFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
-import { startGrid } from '../grid.mjs';
+import {
+  bytes, sha, base32, useGrid, recordRequests, expectNoSecret, openApp, uploadFromTab,
+  openAndSave,
+} from '../helpers.mjs';
 
-test.describe.configure({ mode: 'serial' });
-
-/** Deterministic pseudo-random bytes (xorshift32), so failures reproduce. */
-function bytes(n, seed = 1) {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return Buffer.from(out);
-}
-
-/** RFC 4648 base32, lowercase, no padding (storage directory names). */
-function base32(buf) {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
-  let bits = 0, value = 0, out = '';
-  for (const byte of buf) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
-  return out;
-}
-
-const sha = (b) => createHash('sha256').update(b).digest('hex');
-
-let grid;
-test.beforeAll(async () => {
-  test.setTimeout(600_000); // may build the lafs binary first
-  grid = await startGrid();
-});
-test.afterAll(async () => {
-  await grid?.stop();
-});
-
-/** Records every request the page makes. */
-function recordRequests(page) {
-  const requests = [];
-  page.on('request', (r) => requests.push(r));
-  return requests;
-}
-
-/** Asserts that no request contained the readcap or its key part. */
-async function expectNoSecret(requests, readCap) {
-  expect(requests.length).toBeGreaterThan(0);
-  const data = readCap.slice(readCap.indexOf('1') + 1);
-  for (const r of requests) {
-    const seen = [r.url(), JSON.stringify(await r.allHeaders()), r.postData() ?? ''].join('\n');
-    for (const needle of [readCap, data, data.toUpperCase(), readCap.toUpperCase()]) {
-      expect(seen, `request ${r.method()} ${r.url()}`).not.toContain(needle);
-    }
-  }
-}
-
-/** Opens a share link and saves the file through the page's download link. */
-async function openAndSave(page, cap, query = '') {
-  await page.goto(`${grid.url}/${query}#${cap}`);
-  await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 60_000 });
-  const [download] = await Promise.all([
-    page.waitForEvent('download'),
-    page.locator('#file-download').click(),
-  ]);
-  return readFileSync(await download.path());
-}
+const grid = useGrid();
 
 for (const [name, size] of [['0 bytes', 0], ['1 byte', 1], ['100 KiB', 100 << 10], ['5 MiB', 5 << 20]]) {
   test(`a ${name} file uploaded with the CLI opens from its share link, byte for byte`, async ({ page }) => {
@@ -84,7 +15,7 @@ for (const [name, size] of [['0 bytes', 0], ['1 byte', 1], ['100 KiB', 100 << 10
     const original = bytes(size, size + 7);
     const cap = grid.put(original);
     const requests = recordRequests(page);
-    const saved = await openAndSave(page, cap);
+    const saved = await openAndSave(page, grid.url, cap);
     expect(saved.length).toBe(original.length);
     expect(sha(saved)).toBe(sha(original));
     await expectNoSecret(requests, cap);
@@ -118,8 +49,7 @@ test('an image is shown inline', async ({ page }) => {
 });
 
 test('a literal cap shows its content without any network request', async ({ page }) => {
-  await page.goto(`${grid.url}/`);
-  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+  await openApp(page, grid.url);
   const cap = grid.put(Buffer.from('tiny'));
   expect(cap).toMatch(/^lafsl1/);
   const requests = recordRequests(page);
@@ -166,8 +96,7 @@ test('shares tampered on disk: the page shows an error, never wrong content', as
   const original = bytes(200_000, 5);
   const cap = grid.put(original);
   const si = await (async () => {
-    await page.goto(`${grid.url}/`);
-    await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
+    await openApp(page, grid.url);
     return page.evaluate((c) => window.wasmBindings.parseCap(c).storageIndex, cap);
   })();
   // Shares are filed under the storage index in base32 (DIR/storage-NN/storage/shares/..).
@@ -189,23 +118,14 @@ test('shares tampered on disk: the page shows an error, never wrong content', as
 test('a file uploaded from the tab comes back byte for byte through lafs get', async ({ page }) => {
   test.setTimeout(120_000);
   const original = bytes(3 << 20, 42);
-  await page.goto(`${grid.url}/`);
-  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
   const requests = recordRequests(page);
-  await page.locator('#upload-input').setInputFiles({
-    name: 'data.bin',
-    mimeType: 'application/octet-stream',
-    buffer: original,
-  });
-  await expect(page.locator('html')).toHaveAttribute('data-upload-state', 'done', { timeout: 60_000 });
-  const link = await page.locator('#upload-link').inputValue();
-  const cap = link.slice(link.indexOf('#') + 1);
+  const cap = await uploadFromTab(page, grid.url, original);
   expect(cap).toMatch(/^lafsr1/);
   const got = grid.get(cap);
   expect(sha(got)).toBe(sha(original));
   await expectNoSecret(requests, cap);
   // The link opens in the page too.
-  const saved = await openAndSave(page, cap);
+  const saved = await openAndSave(page, grid.url, cap);
   expect(sha(saved)).toBe(sha(original));
 });
 
@@ -213,19 +133,11 @@ test('the pure wasm AES path (?crypto=wasm) downloads and uploads the same bytes
   test.setTimeout(120_000);
   const original = bytes((2 << 20) + 1234, 77);
   const cap = grid.put(original);
-  const saved = await openAndSave(page, cap, '?crypto=wasm');
+  const saved = await openAndSave(page, grid.url, cap, '?crypto=wasm');
   await expect(page.locator('html')).toHaveAttribute('data-crypto', 'wasm');
   expect(sha(saved)).toBe(sha(original));
 
-  await page.goto(`${grid.url}/?crypto=wasm`);
-  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
-  await page.locator('#upload-input').setInputFiles({
-    name: 'data.bin',
-    mimeType: 'application/octet-stream',
-    buffer: original,
-  });
-  await expect(page.locator('html')).toHaveAttribute('data-upload-state', 'done', { timeout: 60_000 });
+  const uploaded = await uploadFromTab(page, grid.url, original, '?crypto=wasm');
   await expect(page.locator('html')).toHaveAttribute('data-crypto', 'wasm');
-  const link = await page.locator('#upload-link').inputValue();
-  expect(sha(grid.get(link.slice(link.indexOf('#') + 1)))).toBe(sha(original));
+  expect(sha(grid.get(uploaded))).toBe(sha(original));
 });

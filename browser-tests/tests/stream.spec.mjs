@@ -7,32 +7,18 @@
 // figure (about a minute more on a 2-core machine, and 1.7 GB of shares in the temporary grid).
 import { test, expect } from '@playwright/test';
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import { createReadStream, openSync, writeSync, closeSync, readFileSync, rmSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startGrid, lafsBin } from '../grid.mjs';
 import { launchRaw, openTab } from '../raw-chromium.mjs';
-
-test.describe.configure({ mode: 'serial' });
+import {
+  bytes, sha, useGrid, recordRequests, expectNoSecret, openFile, saveFile, uploadFromTab,
+} from '../helpers.mjs';
 
 const MiB = 1 << 20;
 const FLAT_MIB = Number(process.env.LAFS_STREAM_MIB ?? 64);
 
-/** Deterministic pseudo-random bytes (xorshift32), so failures reproduce. */
-function bytes(n, seed = 1) {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return Buffer.from(out);
-}
-
-const sha = (b) => createHash('sha256').update(b).digest('hex');
+const grid = useGrid();
 
 async function shaOfFile(path) {
   const h = createHash('sha256');
@@ -62,58 +48,6 @@ function wav(seconds, rate = 44_100) {
   return b;
 }
 
-let grid;
-test.beforeAll(async () => {
-  test.setTimeout(600_000); // may build the lafs binary first
-  grid = await startGrid();
-});
-test.afterAll(async () => {
-  await grid?.stop();
-});
-
-/** Every request of the context: the page's, and the service worker's (and those it answered). */
-function recordRequests(context) {
-  const requests = [];
-  context.on('request', (r) => requests.push(r));
-  return requests;
-}
-
-async function expectNoSecret(requests, readCap) {
-  expect(requests.length).toBeGreaterThan(0);
-  const data = readCap.slice(readCap.indexOf('1') + 1);
-  for (const r of requests) {
-    const seen = [r.url(), JSON.stringify(await r.allHeaders()), r.postData() ?? ''].join('\n');
-    for (const needle of [readCap, data, data.toUpperCase(), readCap.toUpperCase()]) {
-      expect(seen, `request ${r.method()} ${r.url()}`).not.toContain(needle);
-    }
-  }
-}
-
-/** Opens a share link and waits until the file is shown. */
-async function open(page, cap, query = '') {
-  await page.goto(`${grid.url}/${query}#${cap}`);
-  await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 60_000 });
-}
-
-/** Clicks Save and waits for the download to finish: its path (or failure). */
-async function save(page) {
-  const [download] = await Promise.all([
-    page.waitForEvent('download', { timeout: 60_000 }),
-    page.locator('#file-download').click(),
-  ]);
-  return download;
-}
-
-/** Uploads a file from the tab (so that even 0 and 1 bytes get a readcap, not a literal cap). */
-async function uploadFromTab(page, data) {
-  await page.goto(`${grid.url}/`);
-  await expect(page.locator('html')).toHaveAttribute('data-lafs-ready', 'true');
-  await page.locator('#upload-input').setInputFiles({ name: 'f.bin', mimeType: 'application/octet-stream', buffer: data });
-  await expect(page.locator('html')).toHaveAttribute('data-upload-state', 'done', { timeout: 60_000 });
-  const link = await page.locator('#upload-link').inputValue();
-  return link.slice(link.indexOf('#') + 1);
-}
-
 /** `lafs put` of a file written in pieces (large files never sit in this process's memory). */
 function putLarge(size, seed) {
   const path = join(grid.dir, `large-${seed}.bin`);
@@ -128,7 +62,7 @@ function putLarge(size, seed) {
     h.update(part);
   }
   closeSync(fd);
-  const cap = execFileSync(lafsBin(), ['put', '--node', join(grid.dir, 'client'), path]).toString().trim();
+  const cap = grid.cli('put', path).toString().trim();
   rmSync(path);
   return { cap, sha: h.digest('hex') };
 }
@@ -138,12 +72,12 @@ for (const [name, size] of [['0-byte', 0], ['1-byte', 1], ['5 MiB', 5 * MiB], ['
     test.setTimeout(120_000);
     const original = bytes(size, size + 3);
     // 0 and 1 byte would be literal caps with the CLI: upload them from the tab instead.
-    const cap = size <= 1 ? await uploadFromTab(page, original) : grid.put(original);
+    const cap = size <= 1 ? await uploadFromTab(page, grid.url, original) : grid.put(original);
     expect(cap).toMatch(/^lafsr1/);
     const requests = recordRequests(context);
-    await open(page, cap);
+    await openFile(page, grid.url, cap);
     await expect(page.locator('html')).toHaveAttribute('data-delivery', 'stream');
-    const download = await save(page);
+    const download = await saveFile(page);
     expect(await download.failure()).toBeNull();
     const saved = readFileSync(await download.path());
     expect(saved.length).toBe(size);
@@ -165,7 +99,7 @@ test('audio streams and seeks: the worker answers Range requests from the middle
     if (new URL(r.url()).pathname.startsWith('/lafs-stream/')) responses.push(r);
   });
   const requests = recordRequests(context);
-  await open(page, cap);
+  await openFile(page, grid.url, cap);
   await expect(page.locator('#file')).toHaveAttribute('data-type', 'audio/wav');
   const el = page.locator('audio#file-inline');
   await expect(el).toBeVisible();
@@ -202,7 +136,7 @@ test('audio streams and seeks: the worker answers Range requests from the middle
 test('a streamed file fits a phone-sized viewport', async ({ page }) => {
   await page.setViewportSize({ width: 360, height: 740 });
   const cap = grid.put(wav(120)); // 10.6 MB of audio, shown with a player
-  await open(page, cap);
+  await openFile(page, grid.url, cap);
   await expect(page.locator('audio#file-inline')).toBeVisible();
   await expect(page.locator('#file-status')).toContainText('verified');
   const link = page.locator('#file-download');
@@ -218,7 +152,7 @@ test('a streamed file fits a phone-sized viewport', async ({ page }) => {
 test('a Range request gets exactly its bytes; a bad one gets 416', async ({ page }) => {
   const original = bytes(20 * MiB + 777, 11);
   const cap = grid.put(original);
-  await open(page, cap);
+  await openFile(page, grid.url, cap);
   const url = await page.locator('#file-download').getAttribute('href');
   const probe = (range) => page.evaluate(async ([u, r]) => {
     const resp = await fetch(u, r ? { headers: { Range: r } } : {});
@@ -255,9 +189,9 @@ test('ciphertext altered mid-stream aborts the save and shows the integrity erro
     body[bad - Number(m[1])] ^= 0x01;
     return route.fulfill({ response: resp, body });
   });
-  await open(page, cap);
+  await openFile(page, grid.url, cap);
   await expect(page.locator('html')).toHaveAttribute('data-delivery', 'stream');
-  const download = await save(page);
+  const download = await saveFile(page);
   expect(await download.failure()).not.toBeNull();
   await expect(page.locator('#file-error')).toHaveAttribute('data-kind', 'integrity');
   await expect(page.locator('#file-error-title')).toHaveText('This file failed its integrity check');
@@ -311,9 +245,9 @@ test('a seek into altered ciphertext stops the media and shows the integrity err
 test('without a service worker (?sw=off) a file is read into memory and saved from a Blob', async ({ page }) => {
   const original = bytes(20 * MiB, 31);
   const cap = grid.put(original);
-  await open(page, cap, '?sw=off');
+  await openFile(page, grid.url, cap, '?sw=off');
   await expect(page.locator('html')).toHaveAttribute('data-delivery', 'memory');
-  const download = await save(page);
+  const download = await saveFile(page);
   expect(sha(readFileSync(await download.path()))).toBe(sha(original));
 });
 
@@ -329,7 +263,7 @@ test('without a service worker a large file is loaded only when asked, and says 
   await page.locator('#file-load-anyway').click();
   await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 60_000 });
   await expect(page.locator('html')).toHaveAttribute('data-delivery', 'memory');
-  const download = await save(page);
+  const download = await saveFile(page);
   expect(sha(readFileSync(await download.path()))).toBe(sha(original));
 });
 
