@@ -7,6 +7,7 @@
 //! | `GET`/`HEAD /uri/$CAP` | the plaintext, with `Range`; `?t=json` describes the file |
 //! | `GET`/`HEAD /ciphertext/$VERIFYCAP` | verified ciphertext, with `Range`; `?t=ueb`, `?t=json`, `?t=proof&segments=a-b` |
 //! | `PUT /ciphertext?selection_index=…` | store client-encrypted ciphertext; answers the verifycap |
+//! | `POST /ciphertext/uploads?selection_index=…&size=N`, `PUT …/{id}?offset=`, `POST …/{id}/finish` | the same in chunks, for browsers |
 //! | `GET /grid/servers` | the storage servers' ids and URLs (public), for browsers that talk to them directly |
 //! | `GET /…` | the web app's static files |
 //!
@@ -36,6 +37,7 @@ mod error;
 pub mod grid;
 mod memory;
 mod proof;
+mod upload_session;
 mod uri;
 
 use std::future::Future;
@@ -46,7 +48,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -66,7 +68,8 @@ pub use memory::MemoryGrid;
 pub use proof::{CiphertextProof, ProofNode, MAX_PROOF_SEGMENTS};
 
 /// Gateway configuration. `Default`: API only (no web app), 3-of-10 with 1 MiB segments,
-/// 10 s to send request headers, 1024 connections.
+/// 10 s to send request headers, 1024 connections; chunked ciphertext uploads: no size limit,
+/// 64 sessions at once, each expiring after 10 minutes without a request.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Directory of the web app (Trunk output, `web/dist`); `None` serves only the API.
@@ -77,6 +80,15 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// Largest number of open connections; more wait in the accept queue.
     pub max_connections: usize,
+    /// Largest upload (bytes) a chunked ciphertext upload session may announce (`None`: any);
+    /// a larger one is refused with `413` before a byte is sent.
+    pub max_upload_size: Option<u64>,
+    /// Chunked ciphertext upload sessions receiving or storing at once; more are refused
+    /// with `503`.
+    pub max_upload_sessions: usize,
+    /// A chunked upload session with no request for this long expires: its uploader stops
+    /// and later requests for it answer `404`.
+    pub upload_session_idle: Duration,
 }
 
 impl Default for Config {
@@ -86,6 +98,9 @@ impl Default for Config {
             default_params: Params::default(),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_upload_size: None,
+            max_upload_sessions: 64,
+            upload_session_idle: Duration::from_secs(600),
         }
     }
 }
@@ -99,13 +114,18 @@ pub struct AppState {
 struct Inner {
     config: Config,
     grid: Arc<dyn Grid>,
+    uploads: Arc<upload_session::Sessions>,
 }
 
 impl AppState {
     /// State serving `grid`.
     pub fn new(config: Config, grid: Arc<dyn Grid>) -> Self {
         Self {
-            inner: Arc::new(Inner { config, grid }),
+            inner: Arc::new(Inner {
+                config,
+                grid,
+                uploads: Arc::default(),
+            }),
         }
     }
 
@@ -117,6 +137,11 @@ impl AppState {
     /// The grid.
     pub fn grid(&self) -> &Arc<dyn Grid> {
         &self.inner.grid
+    }
+
+    /// The open chunked ciphertext upload sessions.
+    pub(crate) fn uploads(&self) -> &Arc<upload_session::Sessions> {
+        &self.inner.uploads
     }
 }
 
@@ -140,6 +165,7 @@ pub fn app(state: AppState) -> Router {
             header::CONTENT_TYPE,
             header::CONTENT_DISPOSITION,
             HeaderName::from_static("x-lafs-file-size"),
+            HeaderName::from_static(upload_session::UPLOAD_OFFSET),
         ]);
     let api = Router::new()
         .route(
@@ -162,6 +188,17 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/ciphertext", put(ciphertext::put_ciphertext))
         .route("/ciphertext/{cap}", get(ciphertext::get_ciphertext))
+        .route("/ciphertext/uploads", post(upload_session::create))
+        .route(
+            "/ciphertext/uploads/{id}",
+            get(upload_session::status)
+                .put(upload_session::put_chunk)
+                .delete(upload_session::delete),
+        )
+        .route(
+            "/ciphertext/uploads/{id}/finish",
+            post(upload_session::finish),
+        )
         .route("/grid/servers", get(grid_servers))
         .layer(DefaultBodyLimit::disable())
         .with_state(state.clone());
