@@ -3,7 +3,7 @@
 // Test support code: panicking on a failed set-up step is the desired behaviour.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,6 +76,13 @@ impl LocalGrid {
     }
 
     pub async fn start_with(n: usize, kind: Store) -> Self {
+        Self::start_in(n, kind, None).await
+    }
+
+    /// Like [`Self::start_with`], the on-disk servers keeping their shares under `root`
+    /// (which must exist; removing it is the caller's job), or in a fresh temporary
+    /// directory removed on drop when `root` is `None`.
+    pub async fn start_in(n: usize, kind: Store, root: Option<&Path>) -> Self {
         let on_disk = kind != Store::Memory;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let introducer_url = format!(
@@ -88,12 +95,17 @@ impl LocalGrid {
         tokio::spawn(lafs_introducer::serve(listener, state, async move {
             let _ = rx.await;
         }));
-        let dir = on_disk.then(|| tempfile::tempdir().unwrap());
+        let dir = (on_disk && root.is_none()).then(|| tempfile::tempdir().unwrap());
+        let base: Option<PathBuf> = match (&dir, root) {
+            _ if !on_disk => None,
+            (Some(d), _) => Some(d.path().to_path_buf()),
+            (None, r) => r.map(Path::to_path_buf),
+        };
         let mut nodes = Vec::new();
         for i in 0..n {
-            let (store, root): (Arc<dyn ShareStore>, Option<PathBuf>) = match &dir {
+            let (store, root): (Arc<dyn ShareStore>, Option<PathBuf>) = match &base {
                 Some(d) => {
-                    let root = d.path().join(format!("storage-{i}"));
+                    let root = d.join(format!("storage-{i}"));
                     let opts = FsOptions {
                         sync_each_write: kind == Store::SyncWrites,
                         ..FsOptions::default()
