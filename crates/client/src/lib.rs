@@ -13,6 +13,7 @@
 //! | [`Download`] | pull API over any byte range: [`Download::next_chunk`], [`Download::seek`], [`Download::into_stream`] |
 //! | [`CheckReport`] | which shares exist where, healthy or not; with `verify`, every share checked byte for byte |
 //! | [`Transport`], [`TransportError`], [`ReadPiece`] | what a driver implements |
+//! | [`http`] | the storage protocol over HTTP as plain requests and answer checks; an HTTP driver implements [`http::HttpBackend`] (moving bytes only) and gets [`Transport`] |
 //! | [`placement`] | rendezvous server order and "servers of happiness" placement |
 //! | [`sim`] | the simulated grid: N in-memory servers with dead / lying / full / read-only / failing knobs |
 //!
@@ -41,6 +42,7 @@ mod check;
 mod dir;
 mod discover;
 mod download;
+pub mod http;
 mod mutable;
 mod mutable_check;
 pub mod placement;
