@@ -1,6 +1,7 @@
 //! The streaming encoder: plaintext (or ciphertext) in, share writes out.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use lafs_caps::{
     selection_index_for, ImmutableReadCap, ImmutableVerifyCap, ReadKey, SelectionIndex,
@@ -43,6 +44,116 @@ pub struct Encoded {
     pub share_lens: Vec<u64>,
 }
 
+/// The per-segment half of encoding, detached from the [`Encoder`] so that several segments can
+/// be encoded at once (on different threads): AES-CTR, the ciphertext segment hash,
+/// Reed-Solomon and the N block hashes. Segments depend only on their index and plaintext, so
+/// encoding them in any order, on any thread, and giving the results to
+/// [`Encoder::absorb`] in index order yields exactly the shares of [`Encoder::push`].
+///
+/// Cheap to clone (the Reed-Solomon tables are shared).
+#[derive(Clone)]
+pub struct SegmentEncoder {
+    params: Params,
+    coder: Arc<Coder>,
+    /// The file key (`None` for ciphertext input).
+    key: Option<ReadKey>,
+}
+
+/// One segment encoded by [`SegmentEncoder::encode`]: its N blocks and hashes, to be given to
+/// [`Encoder::absorb`] in index order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedSegment {
+    index: u64,
+    len: u64,
+    ciphertext_hash: Hash,
+    blocks: Vec<Vec<u8>>,
+    block_hashes: Vec<Hash>,
+}
+
+impl EncodedSegment {
+    /// The segment's index in the file.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// Plaintext bytes of the segment (the segment size, except for the file's last segment).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Always false: a segment has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl SegmentEncoder {
+    /// Encodes segment `index` of the file, whose plaintext (or ciphertext, for an encoder made
+    /// by [`Encoder::for_ciphertext`]) is `data`: between 1 byte and the segment size; only the
+    /// file's last segment may be shorter than the segment size.
+    pub fn encode(&self, index: u64, data: &[u8]) -> Result<EncodedSegment, Error> {
+        self.encode_inner(index, data, false)
+    }
+
+    fn encode_inner(&self, index: u64, seg: &[u8], tamper: bool) -> Result<EncodedSegment, Error> {
+        if index >= MAX_SEGMENTS {
+            return Err(Error::FileTooLarge {
+                max_segments: MAX_SEGMENTS,
+            });
+        }
+        let seg_size = u64::from(self.params.segment_size());
+        if seg.is_empty() || seg.len() as u64 > seg_size {
+            return Err(Error::InvalidState(
+                "a segment must hold between 1 byte and the segment size",
+            ));
+        }
+        let k = usize::from(self.params.k());
+        let n = usize::from(self.params.n());
+        let len = seg.len();
+        let b = len.div_ceil(k);
+        let mut keystream = match &self.key {
+            Some(key) => {
+                let mut ks = Keystream::new(key);
+                ks.seek(index * seg_size)?;
+                Some(ks)
+            }
+            None => None,
+        };
+        // Data blocks are copies of the input (the last one zero-padded); parity blocks start
+        // zeroed and are overwritten by the coder.
+        let mut shards: Vec<Vec<u8>> = Vec::with_capacity(n);
+        let mut ct_hash = TaggedHasher::new(CIPHERTEXT_SEGMENT_TAG);
+        for i in 0..k {
+            let start = (i * b).min(len);
+            let end = (start + b).min(len);
+            let mut shard = Vec::with_capacity(b);
+            shard.extend_from_slice(&seg[start..end]);
+            if let Some(ks) = &mut keystream {
+                ks.apply(&mut shard)?;
+            }
+            ct_hash.update(&shard);
+            shard.resize(b, 0);
+            shards.push(shard);
+        }
+        shards.resize_with(n, || vec![0u8; b]);
+        self.coder.encode(&mut shards)?;
+        if tamper && n > k {
+            shards[n - 1][0] ^= 1;
+        }
+        let block_hashes = shards
+            .iter()
+            .map(|data| tagged_hash(BLOCK_TAG, &[data]))
+            .collect();
+        Ok(EncodedSegment {
+            index,
+            len: len as u64,
+            ciphertext_hash: ct_hash.finalize(),
+            blocks: shards,
+            block_hashes,
+        })
+    }
+}
+
 struct Finished {
     encoded: Encoded,
     ciphertext_tree: HashTree,
@@ -63,8 +174,7 @@ struct Finished {
 /// until polled: push at most one segment at a time to keep the queue to one segment.
 pub struct Encoder {
     params: Params,
-    coder: Coder,
-    keystream: Option<Keystream>,
+    segment_encoder: SegmentEncoder,
     key: Option<ReadKey>,
     selection_index: SelectionIndex,
     buf: Vec<u8>,
@@ -86,7 +196,7 @@ impl Encoder {
     pub fn new(params: Params, key: ReadKey) -> Result<Self, Error> {
         let selection_index = selection_index_for(&key);
         let mut e = Self::build(params, selection_index)?;
-        e.keystream = Some(Keystream::new(&key));
+        e.segment_encoder.key = Some(key.clone());
         e.key = Some(key);
         Ok(e)
     }
@@ -102,8 +212,11 @@ impl Encoder {
         let n = usize::from(params.n());
         Ok(Self {
             params,
-            coder: Coder::new(&params)?,
-            keystream: None,
+            segment_encoder: SegmentEncoder {
+                params,
+                coder: Arc::new(Coder::new(&params)?),
+                key: None,
+            },
             key: None,
             selection_index,
             buf: Vec::new(),
@@ -243,37 +356,71 @@ impl Encoder {
 
     /// Encrypts, hashes and erasure-codes one segment (1 ≤ len ≤ segment size).
     fn encode_segment(&mut self, seg: &[u8]) -> Result<(), Error> {
-        if self.segments >= MAX_SEGMENTS {
-            return Err(Error::FileTooLarge {
-                max_segments: MAX_SEGMENTS,
+        if self.bytes_in != self.segments * u64::from(self.params.segment_size()) {
+            return Err(Error::InvalidState(
+                "a segment after the last (short) segment",
+            ));
+        }
+        #[cfg(test)]
+        let tamper = self.tamper_parity;
+        #[cfg(not(test))]
+        let tamper = false;
+        let encoded = self
+            .segment_encoder
+            .encode_inner(self.segments, seg, tamper)?;
+        self.absorb_segment(encoded);
+        Ok(())
+    }
+
+    /// A detached encoder of single segments (see [`SegmentEncoder`]), for encoding several
+    /// segments at once; give its results to [`absorb`](Self::absorb) in order.
+    pub fn segment_encoder(&self) -> SegmentEncoder {
+        self.segment_encoder.clone()
+    }
+
+    /// Takes the next segment, encoded by a [`SegmentEncoder`] of this encoder, and queues its
+    /// block writes for [`poll_write`](Self::poll_write), exactly as [`push`](Self::push) would
+    /// have. Segments must come in index order (the first one is 0), every one but the last
+    /// full; do not mix with `push` (a partial segment pushed and not yet encoded is an error).
+    pub fn absorb(&mut self, segment: EncodedSegment) -> Result<(), Error> {
+        if self.finished.is_some() {
+            return Err(Error::InvalidState("absorb after finish"));
+        }
+        if !self.buf.is_empty() {
+            return Err(Error::InvalidState(
+                "absorb while pushed bytes wait for a full segment",
+            ));
+        }
+        if segment.index != self.segments {
+            return Err(Error::SegmentOutOfOrder {
+                expected: self.segments,
+                got: segment.index,
             });
         }
+        let seg_size = u64::from(self.params.segment_size());
+        if self.bytes_in != self.segments * seg_size {
+            return Err(Error::InvalidState(
+                "a segment after the last (short) segment",
+            ));
+        }
+        if segment.blocks.len() != usize::from(self.params.n())
+            || segment.block_hashes.len() != segment.blocks.len()
+            || segment.len == 0
+            || segment.len > seg_size
+        {
+            return Err(Error::InvalidState("segment encoded with other parameters"));
+        }
+        self.absorb_segment(segment);
+        Ok(())
+    }
+
+    /// Queues the writes of the next segment (index and sizes already checked).
+    fn absorb_segment(&mut self, seg: EncodedSegment) {
         self.send_headers();
-        let k = usize::from(self.params.k());
-        let n = usize::from(self.params.n());
-        let len = seg.len();
-        let b = len.div_ceil(k);
-        let mut shards: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; b]).collect();
-        let mut ct_hash = TaggedHasher::new(CIPHERTEXT_SEGMENT_TAG);
-        for (i, shard) in shards.iter_mut().take(k).enumerate() {
-            let start = (i * b).min(len);
-            let end = (start + b).min(len);
-            let part = &mut shard[..end - start];
-            part.copy_from_slice(&seg[start..end]);
-            if let Some(ks) = &mut self.keystream {
-                ks.apply(part)?;
-            }
-            ct_hash.update(part);
-        }
-        self.ciphertext_leaves.push(ct_hash.finalize());
-        self.coder.encode(&mut shards)?;
-        #[cfg(test)]
-        if self.tamper_parity && n > k {
-            shards[n - 1][0] ^= 1;
-        }
+        self.ciphertext_leaves.push(seg.ciphertext_hash);
         let offset = HEADER_LEN + self.segments * self.params.full_block_size();
-        for (i, data) in shards.into_iter().enumerate() {
-            self.block_leaves[i].push(tagged_hash(BLOCK_TAG, &[&data]));
+        for (i, (data, hash)) in seg.blocks.into_iter().zip(seg.block_hashes).enumerate() {
+            self.block_leaves[i].push(hash);
             // i < n ≤ 256, so it fits u16.
             let share = i as u16;
             self.queue.push_back(ShareWrite {
@@ -283,12 +430,11 @@ impl Encoder {
             });
         }
         self.segments += 1;
-        self.bytes_in += len as u64;
+        self.bytes_in += seg.len;
         debug_assert_eq!(
             segment_range(&self.params, self.bytes_in, self.segments - 1).map(|r| r.end),
             Some(self.bytes_in)
         );
-        Ok(())
     }
 }
 

@@ -144,6 +144,14 @@ pub enum Error {
         /// End of the range (exclusive).
         end: u64,
     },
+    /// An encoded segment was given to the encoder out of order.
+    #[error("segment {got} given to the encoder where segment {expected} comes next")]
+    SegmentOutOfOrder {
+        /// The index of the segment the encoder needs next.
+        expected: u64,
+        /// The index of the segment it was given.
+        got: u64,
+    },
     /// The operation is not valid in the current state (e.g. push after finish).
     #[error("invalid state: {0}")]
     InvalidState(&'static str),

@@ -12,6 +12,7 @@
 //! | type | role |
 //! |---|---|
 //! | [`Encoder`] | plaintext (or ciphertext) in, [`ShareWrite`]s out; then the caps ([`Encoded`]) |
+//! | [`SegmentEncoder`] | the per-segment work, detached: segments encoded in parallel, [`Encoder::absorb`]ed in order |
 //! | [`Decoder`] | a downloader: trailers, then any byte range, verified, from any k shares |
 //! | [`ShareVerifier`] | a storage server checks a whole share and learns its storage index |
 //! | [`ShareLayout`], [`trailer_len`], [`Ueb`] | pure offset arithmetic and the UEB format |
@@ -108,7 +109,7 @@ pub use crypto::{
     convergent_key, decrypt_at, encrypt_at, random_key, ConvergentKeyHasher, CONVERGENT_KEY_TAG,
 };
 pub use decoder::{Decoder, OutputChunk, ShareRead};
-pub use encoder::{encode_to_shares, Encoded, Encoder, ShareWrite};
+pub use encoder::{encode_to_shares, Encoded, EncodedSegment, Encoder, SegmentEncoder, ShareWrite};
 pub use erasure::Coder as ErasureCoder;
 pub use error::{Error, SharePart};
 pub use format::{
@@ -116,4 +117,4 @@ pub use format::{
     CIPHERTEXT_SEGMENT_TAG, DEFAULT_SEGMENT_SIZE, FORMAT_VERSION, HASH_LEN, HEADER_LEN,
     MAX_SEGMENTS, MAX_SEGMENT_SIZE, MAX_TRAILER_LEN, SHARE_MAGIC, UEB_LEN, UEB_TAG,
 };
-pub use verifier::{verify_share, ShareVerifier, VerifiedShare, VERIFY_CHUNK};
+pub use verifier::{verify_share, IncomingShareHasher, ShareVerifier, VerifiedShare, VERIFY_CHUNK};

@@ -69,7 +69,125 @@ pub struct ShareVerifier {
     share: u16,
     share_len: u64,
     expected: Option<StorageIndex>,
+    /// Header and block hashes computed as the share arrived (see [`IncomingShareHasher`]).
+    prehashed: Option<IncomingShareHasher>,
     stage: Stage,
+}
+
+/// The header and block hashes of a share computed *while it arrives*, so that
+/// [`ShareVerifier::with_prehashed`] does not read those bytes back.
+///
+/// Give it every write of the share, in any order, right after the bytes are stored, with
+/// [`write`](Self::write). It keeps the longest prefix it has seen written in order: the header
+/// (which names k and the segment size, hence the full block size), then each full-size block
+/// hashed with the block tag. A write past that prefix is not hashed (the verifier reads those
+/// bytes back at the end), and a write *into* the prefix (bytes written again) discards
+/// everything, so the hashes always describe the bytes stored, provided the caller feeds
+/// every write that succeeded and [`reset`](Self::reset)s after a write that failed.
+///
+/// Memory: the header, one hasher, and 32 bytes per full block.
+#[derive(Clone, Default)]
+pub struct IncomingShareHasher {
+    /// Bytes `0..pos` are absorbed.
+    pos: u64,
+    header: Vec<u8>,
+    /// Full block size, once the header is complete and valid.
+    block_size: Option<u64>,
+    /// The header is not a valid header: nothing more is absorbed.
+    stopped: bool,
+    hasher: Option<TaggedHasher>,
+    in_block: u64,
+    leaves: Vec<Hash>,
+}
+
+impl core::fmt::Debug for IncomingShareHasher {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IncomingShareHasher")
+            .field("pos", &self.pos)
+            .field("blocks", &self.leaves.len())
+            .field("stopped", &self.stopped)
+            .finish()
+    }
+}
+
+impl IncomingShareHasher {
+    /// Nothing absorbed yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Length of the prefix absorbed so far (header and blocks, contiguous from offset 0).
+    pub fn absorbed(&self) -> u64 {
+        self.pos
+    }
+
+    /// Full blocks hashed so far.
+    pub fn blocks_hashed(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// Forgets everything (after a failed write, whose bytes may be partly stored).
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Records that `data` was just stored at `offset` of the share.
+    pub fn write(&mut self, offset: u64, data: &[u8]) {
+        if offset < self.pos {
+            // Bytes already hashed are written again: start over (from this write, if it is
+            // at the very start).
+            self.reset();
+        }
+        if offset != self.pos || self.stopped {
+            return;
+        }
+        let mut d = data;
+        if self.pos < HEADER_LEN {
+            let take = ((HEADER_LEN - self.pos) as usize).min(d.len());
+            self.header.extend_from_slice(&d[..take]);
+            self.pos += take as u64;
+            d = &d[take..];
+            if self.pos == HEADER_LEN {
+                match header_params(&self.header) {
+                    Some(p) => self.block_size = Some(p.full_block_size()),
+                    None => {
+                        self.stopped = true;
+                        return;
+                    }
+                }
+            }
+        }
+        let Some(block_size) = self.block_size else {
+            return;
+        };
+        while !d.is_empty() {
+            let take = ((block_size - self.in_block) as usize).min(d.len());
+            self.hasher
+                .get_or_insert_with(|| TaggedHasher::new(BLOCK_TAG))
+                .update(&d[..take]);
+            self.in_block += take as u64;
+            self.pos += take as u64;
+            d = &d[take..];
+            if self.in_block == block_size {
+                if let Some(h) = self.hasher.take() {
+                    self.leaves.push(h.finalize());
+                }
+                self.in_block = 0;
+            }
+        }
+    }
+}
+
+/// The parameters a header names, if it is a well-formed header of this format.
+fn header_params(header: &[u8]) -> Option<crate::Params> {
+    let b = header.get(12..20)?;
+    let k = u16::from_be_bytes([b[0], b[1]]);
+    let n = u16::from_be_bytes([b[2], b[3]]);
+    let seg = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+    let params = crate::Params::new(k, n, seg).ok()?;
+    let share = u16::from_be_bytes([*header.get(10)?, *header.get(11)?]);
+    check_header(header, &params, share).ok()?;
+    Some(params)
 }
 
 impl ShareVerifier {
@@ -88,8 +206,20 @@ impl ShareVerifier {
             share,
             share_len,
             expected: None,
+            prehashed: None,
             stage,
         }
+    }
+
+    /// Like [`new`](Self::new), but takes the header and the block hashes computed while the
+    /// share was written ([`IncomingShareHasher`]), so that only the rest is read: the trailer,
+    /// the last block when it is short (or any block not hashed in order), and the trees.
+    /// The checks are exactly those of `new`: the given header must be the expected one, and
+    /// the given block hashes enter the same block-tree comparison as hashes computed here.
+    pub fn with_prehashed(share: u16, share_len: u64, prehashed: IncomingShareHasher) -> Self {
+        let mut v = Self::new(share, share_len);
+        v.prehashed = Some(prehashed);
+        v
     }
 
     /// Also requires the share to belong to `storage_index` (its UEB hash). Without this, the
@@ -185,7 +315,7 @@ impl ShareVerifier {
             ueb,
         };
         let ciphertext_nodes = vec![ueb.ciphertext_root];
-        Ok(Stage::Body(Box::new(Body {
+        let mut body = Box::new(Body {
             verified,
             layout,
             chain_root,
@@ -195,7 +325,13 @@ impl ShareVerifier {
             block_leaves: Vec::new(),
             computed: None,
             ciphertext_nodes,
-        })))
+        });
+        if let Some(pre) = &self.prehashed {
+            if body.resume(share, pre)? {
+                return Ok(Stage::Done(body.verified.clone()));
+            }
+        }
+        Ok(Stage::Body(body))
     }
 }
 
@@ -253,6 +389,32 @@ pub(crate) fn check_trailer(
 }
 
 impl Body {
+    /// Starts after what `pre` hashed while the share arrived: its header (checked here) and
+    /// its full-size blocks. Returns whether verification is already complete.
+    fn resume(&mut self, share: u16, pre: &IncomingShareHasher) -> Result<bool, Error> {
+        let l = self.layout.clone();
+        if pre.pos < HEADER_LEN || pre.stopped {
+            return Ok(false);
+        }
+        check_header(&pre.header, &l.params(), share)?;
+        self.pos = HEADER_LEN;
+        // Every block but the last is full size; the last one only if the file's size says so.
+        let full = l.params().full_block_size();
+        let mut usable = (pre.leaves.len() as u64).min(l.num_segments());
+        if usable > 0 && l.block_size(usable - 1) != Some(full) {
+            usable -= 1;
+        }
+        if usable > 0 {
+            let Some(end) = l.block_range(usable - 1).map(|r| r.end) else {
+                return Ok(false);
+            };
+            self.block_leaves = pre.leaves[..usable as usize].to_vec();
+            self.segment = usable;
+            self.pos = end;
+        }
+        self.after_feed(share)
+    }
+
     fn next_range(&self) -> Range<u64> {
         let l = &self.layout;
         let end = if self.pos < HEADER_LEN {
@@ -273,7 +435,6 @@ impl Body {
 
     /// Returns whether verification is complete.
     fn feed(&mut self, share: u16, data: &[u8]) -> Result<bool, Error> {
-        let corrupt = |part| Error::CorruptShare { share, part };
         let l = self.layout.clone();
         let start = self.pos;
         self.pos += data.len() as u64;
@@ -294,6 +455,13 @@ impl Body {
                     .push(Hash::from_slice(chunk).unwrap_or_default());
             }
         }
+        self.after_feed(share)
+    }
+
+    /// Closes the sections `pos` has reached; returns whether verification is complete.
+    fn after_feed(&mut self, share: u16) -> Result<bool, Error> {
+        let corrupt = |part| Error::CorruptShare { share, part };
+        let l = &self.layout;
         // Section boundaries (several may coincide when sections are empty).
         if self.pos >= l.blocks_range().end && self.computed.is_none() {
             let computed = HashTree::from_leaves(&self.block_leaves);
