@@ -19,6 +19,7 @@
 //! | `version()` | [`version`] | this crate's version |
 //! | `new FileReader(readcap)` | [`FileReader`] | checks a file's UEB, proofs and segments against the cap, decrypts (the page fetches from the gateway's `/ciphertext` endpoints) |
 //! | `segmentHashPrefix()` | [`segment_hash_prefix`] | the bytes before a segment in its leaf hash, for hashing segments with WebCrypto (`FileReader.verifyDigests`) |
+//! | `new DirectReader(verifycap)` | [`DirectReader`] | checks data shares read straight from storage servers: trailers (UEB, chain, trees), then block and segment digests computed by the page (`blockHashPrefix()`) |
 //! | `new FileWriter()` | [`FileWriter`] | random key, encryption, readcap from the gateway's verifycap (`PUT /ciphertext`) |
 //! | `LafsGrid.connect(gatewayUrl)` | `LafsGrid` (wasm32) | → `Promise<LafsGrid>`: the storage servers from the gateway's `GET /grid/servers`, a fresh random ed25519 account key for signed writes |
 //! | `grid.openDir(dircap)` | [`DirSession::open`] | → `Promise<string>`: the listing as JSON at the cap's level (write, read, traverse: no names, verify: no entries) |
@@ -70,6 +71,7 @@
 #[cfg(all(feature = "app", target_arch = "wasm32"))]
 mod app;
 mod cap;
+mod direct;
 mod dirs;
 mod error;
 mod file;
@@ -78,6 +80,7 @@ mod grid;
 mod hash;
 
 pub use cap::{parse_cap, parse_share_link, CapInfo, ShareLink};
+pub use direct::{block_hash_prefix, DirectReader, MAX_DIRECT_TRAILER};
 pub use dirs::{parse_server_list, split_base, DirSession, DirUpload};
 pub use error::{Error, LafsError};
 pub use file::{segment_hash_prefix, FileReader, FileWriter};
