@@ -15,11 +15,19 @@
 // Never the readcap or the key: the cap stays in the URL fragment, which browsers do not send,
 // and the service worker only ever sees random tokens and plaintext.
 
+import { openDirect } from './direct.js';
+
 const MiB = 1024 * 1024;
 /** Bytes of ciphertext fetched (and verified) per request. */
 const BATCH_BYTES = 4 * MiB;
 /** Ciphertext requests kept in flight while a file is read (pipelining). */
 const FETCH_DEPTH = 4;
+/**
+ * Plaintext bytes per batch read from the storage servers (one range request per data share);
+ * `?direct-batch-mib=N` to try others. Larger batches mean fewer requests, each costing the
+ * browser, and more memory in flight.
+ */
+const DIRECT_BATCH_BYTES = Number(new URLSearchParams(location.search).get('direct-batch-mib') ?? 4) * MiB;
 /** Text files larger than this are offered as a download only. */
 const MAX_TEXT_SHOWN = 2 * MiB;
 /** Files up to this size are read and verified whole when opened; larger ones are streamed. */
@@ -128,6 +136,15 @@ function workers() {
     cryptoWorkers = [];
   }
   return cryptoWorkers;
+}
+
+/** Runs `msg` in worker `w`, handing over the buffers in `transfer`: resolves to its answer. */
+function callWorkerWith(w, msg, transfer) {
+  const id = ++workerCalls;
+  return new Promise((resolve, reject) => {
+    w.pending.set(id, { resolve, reject });
+    w.postMessage({ id, ...msg }, transfer);
+  });
 }
 
 /** Runs `msg` in worker `w`, handing over `bytes`: resolves to its answer. */
@@ -448,10 +465,13 @@ const openFiles = new Map();
  * check the file refuses every further read.
  */
 class OpenFile {
-  constructor(reader, key, base) {
+  constructor(reader, key, base, direct = null) {
     this.r = reader;
     this.key = key;
     this.base = base;
+    /** The data shares on the storage servers (a DirectSource), or null: the gateway. */
+    this.direct = direct;
+    this.outPool = [];
     this.size = reader.fileSize;
     this.segSize = reader.segmentSize;
     this.nseg = reader.numSegments;
@@ -461,8 +481,12 @@ class OpenFile {
     this.name = 'lafs-file';
     this.failed = null;
     this.pool = [];
-    /** Time the reader waited for a verified batch, and spent hashing/verifying/decrypting (overlapping). */
-    this.stats = { waitMs: 0, cryptoMs: 0 };
+    /**
+     * Time the reader waited for a verified batch; spent fetching (storage servers) or waiting
+     * for the bytes (gateway), then hashing, verifying and decrypting batches (overlapping);
+     * where the bytes came from.
+     */
+    this.stats = { waitMs: 0, cryptoMs: 0, via: direct ? 'storage-servers' : 'gateway' };
     this.scratch = new Uint8Array(this.prefix.length + this.segSize);
   }
 
@@ -537,8 +561,103 @@ class OpenFile {
     }
   }
 
-  /** Verified plaintext of bytes [start, end), in pieces of up to BATCH_BYTES. */
+  /**
+   * Verified plaintext of bytes [start, end), in pieces of up to BATCH_BYTES: from the storage
+   * servers while that works, else (from where it stopped) from the gateway.
+   */
   async *read(start, end) {
+    let pos = start;
+    if (this.direct) {
+      try {
+        for await (const p of this.readDirect(start, end)) {
+          pos += p.length;
+          yield p;
+        }
+        return;
+      } catch (e) {
+        // A share missing, a server gone, a block that fails its check: the gateway can use
+        // the other shares. Nothing unverified was handed out.
+        this.direct = null;
+        this.stats.via = 'gateway';
+        this.stats.fallback = String(e?.message ?? e);
+        console.warn(`lafs: reading from the gateway instead of the storage servers: ${this.stats.fallback}`);
+      }
+    }
+    yield* this.readGateway(pos, end);
+  }
+
+  /** Verified plaintext of bytes [start, end) from the data shares on the storage servers. */
+  async *readDirect(start, end) {
+    if (end <= start) return;
+    const d = this.direct;
+    const seg = this.segSize;
+    const per = Math.max(1, Math.floor(DIRECT_BATCH_BYTES / seg));
+    const first = Math.floor(start / seg);
+    const last = Math.ceil(end / seg);
+    // A batch being read when the read is abandoned (a seek) still completes in its worker.
+    const inflight = [];
+    let next = first;
+    const fill = () => {
+      while (inflight.length < Math.max(2, Math.round(FETCH_DEPTH * BATCH_BYTES / DIRECT_BATCH_BYTES)) && next < last) {
+        const a = next;
+        const b = Math.min(last, a + per);
+        next = b;
+        const t = performance.now();
+        const p = this.openDirect(d, a, b).then((pieces) => {
+          this.stats.cryptoMs += performance.now() - t;
+          return { a, pieces };
+        });
+        p.catch(() => {});
+        inflight.push(p);
+      }
+    };
+    fill();
+    while (inflight.length > 0) {
+      const t = performance.now();
+      const { a, pieces } = await inflight.shift();
+      this.stats.waitMs += performance.now() - t;
+      fill();
+      let off = a * seg;
+      for (const plain of pieces) {
+        const from = Math.max(0, start - off);
+        const to = Math.min(plain.length, end - off);
+        off += plain.length;
+        if (to <= from) continue;
+        yield from === 0 && to === plain.length ? plain : plain.subarray(from, to);
+      }
+    }
+  }
+
+  /**
+   * Segments [a, b) from the blocks of the k data shares: a worker fetches them, joins and
+   * hashes the segments; wasm checks every segment digest against the ciphertext tree (the same
+   * check as for the gateway's ciphertext; block hashes would only tell which share is wrong,
+   * and a failure turns to the gateway anyway); only then the worker decrypts.
+   */
+  async openDirect(d, a, b) {
+    const w = workers()[nextWorker++ % workers().length];
+    const size = this.prefix.length + Math.max(1, Math.floor(DIRECT_BATCH_BYTES / this.segSize)) * this.segSize;
+    let out = this.outPool.pop();
+    if (!out || out.length < size) out = new Uint8Array(size);
+    const r = await callWorkerWith(w, {
+      op: 'blocks', a, b, k: d.k, segSize: this.segSize, fileSize: this.size, blockSize: d.blockSize,
+      blockPrefix: d.blockPrefix, segPrefix: this.prefix, out, ...d.batchRequest(a, b),
+    }, [out.buffer]);
+    let start;
+    try {
+      start = d.reader.verifySegments(a, r.segmentDigests, r.len);
+    } catch (e) {
+      this.outPool.push(r.out);
+      throw e;
+    }
+    const ct = r.out.subarray(this.prefix.length, this.prefix.length + r.len);
+    const done = await callWorker(w, { op: 'decrypt', key: this.key, offset: start }, ct);
+    if (this.outPool.length < FETCH_DEPTH + 1) this.outPool.push(new Uint8Array(done.bytes.buffer));
+    return [new Uint8Array(done.plain)];
+  }
+
+  /** Verified plaintext of bytes [start, end) from the gateway, in pieces of up to BATCH_BYTES. */
+  async *readGateway(start, end) {
     if (end <= start) return;
     const seg = this.segSize;
     const per = Math.max(1, Math.floor(BATCH_BYTES / seg));
@@ -625,9 +744,21 @@ async function download(capText, token) {
   document.documentElement.dataset.crypto = fast ? 'webcrypto' : 'wasm';
   const base = apiUrl(`/ciphertext/${r.verifyCap}`);
   $('file-status').textContent = 'Fetching the file…';
-  const ueb = new Uint8Array(await (await fetchOk(`${base}?t=ueb`)).arrayBuffer());
+  // The data shares straight from the storage servers where they answer (direct.js), else the
+  // gateway's verifycap endpoint. `?direct=off` always uses the gateway.
+  let direct = null;
+  if (key && workers().length > 0 && new URLSearchParams(location.search).get('direct') !== 'off') {
+    try {
+      direct = await openDirect(r.verifyCap, apiUrl('/'));
+    } catch (e) {
+      window.lafsTimings.directUnavailable = String(e?.message ?? e);
+    }
+  }
+  if (token !== current) return;
+  const ueb = direct ? direct.reader.ueb : new Uint8Array(await (await fetchOk(`${base}?t=ueb`)).arrayBuffer());
   r.setUeb(ueb);
-  const file = new OpenFile(r, key, base);
+  const file = new OpenFile(r, key, base, direct);
+  document.documentElement.dataset.source = direct ? 'storage-servers' : 'gateway';
   if (token !== current) return;
   currentFile = file;
   // The reader stays open for the page's life: a save in progress goes on after another link

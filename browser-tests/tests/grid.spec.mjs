@@ -20,8 +20,10 @@ for (const [name, size] of [['0 bytes', 0], ['1 byte', 1], ['100 KiB', 100 << 10
     expect(sha(saved)).toBe(sha(original));
     await expectNoSecret(requests, cap);
     if (cap.startsWith('lafsr1')) {
-      // The ciphertext came through the verifycap endpoints.
-      expect(requests.some((r) => r.url().includes('/ciphertext/lafsv1'))).toBe(true);
+      // The data shares came from the storage servers (the gateway's verifycap endpoints are
+      // the fallback: direct.spec.mjs).
+      expect(requests.some((r) => /\/storage\/v1\/immutable\/\w+\/0$/.test(r.url()))).toBe(true);
+      await expect(page.locator('html')).toHaveAttribute('data-source', 'storage-servers');
       await expect(page.locator('html')).toHaveAttribute('data-crypto', 'webcrypto');
     }
   });
@@ -61,7 +63,8 @@ test('a literal cap shows its content without any network request', async ({ pag
 test('ciphertext altered on the way is refused, never shown', async ({ page }) => {
   const original = bytes(3 << 20, 99);
   const cap = grid.put(original);
-  // A dishonest gateway: flip one byte of the ciphertext it sends.
+  // A dishonest gateway: flip one byte of the ciphertext it sends. (`?direct=off`: the page
+  // reads through the gateway, not from the storage servers; direct.spec.mjs has the servers.)
   await page.route('**/ciphertext/**', async (route) => {
     const url = new URL(route.request().url());
     const resp = await route.fetch();
@@ -70,7 +73,7 @@ test('ciphertext altered on the way is refused, never shown', async ({ page }) =
     body[Math.min(body.length - 1, 1_500_000)] ^= 0x01;
     return route.fulfill({ response: resp, body });
   });
-  await page.goto(`${grid.url}/#${cap}`);
+  await page.goto(`${grid.url}/?direct=off#${cap}`);
   await expect(page.locator('#file-error')).toHaveAttribute('data-kind', 'integrity', { timeout: 60_000 });
   await expect(page.locator('#file-error-title')).toHaveText('This file failed its integrity check');
   await expect(page.locator('#file-download')).toBeHidden();
@@ -88,7 +91,7 @@ test('a wrong UEB (another file\'s) is refused', async ({ page }) => {
     const resp = await route.fetch({ url: `${url.origin}/ciphertext/${other}?t=ueb` });
     return route.fulfill({ response: resp });
   });
-  await page.goto(`${grid.url}/#${a}`);
+  await page.goto(`${grid.url}/?direct=off#${a}`); // the gateway's UEB, not the servers'
   await expect(page.locator('#file-error')).toHaveAttribute('data-kind', 'integrity', { timeout: 60_000 });
 });
 

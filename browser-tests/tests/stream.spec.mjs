@@ -178,7 +178,8 @@ test('ciphertext altered mid-stream aborts the save and shows the integrity erro
   test.setTimeout(120_000);
   const original = bytes(24 * MiB, 21);
   const cap = grid.put(original);
-  // A dishonest gateway: flip one byte at 17 MiB of the ciphertext it sends.
+  // A dishonest gateway: flip one byte at 17 MiB of the ciphertext it sends (`?direct=off`: the
+  // page reads through the gateway, not from the storage servers).
   const bad = 17 * MiB + 4321;
   await page.route('**/ciphertext/**', async (route) => {
     const req = route.request();
@@ -189,7 +190,7 @@ test('ciphertext altered mid-stream aborts the save and shows the integrity erro
     body[bad - Number(m[1])] ^= 0x01;
     return route.fulfill({ response: resp, body });
   });
-  await openFile(page, grid.url, cap);
+  await openFile(page, grid.url, cap, '?direct=off');
   await expect(page.locator('html')).toHaveAttribute('data-delivery', 'stream');
   const download = await saveFile(page);
   expect(await download.failure()).not.toBeNull();
@@ -220,7 +221,7 @@ test('a seek into altered ciphertext stops the media and shows the integrity err
     body[bad - Number(m[1])] ^= 0x80;
     return route.fulfill({ response: resp, body });
   });
-  await page.goto(`${grid.url}/#${cap}`);
+  await page.goto(`${grid.url}/?direct=off#${cap}`); // through the gateway
   // Shown, or already failed: reading ahead for the player's first request can reach the damage.
   await expect(page.locator('html')).toHaveAttribute('data-file-state', /shown|error/, { timeout: 60_000 });
   // Seek just before the damage; the player asks for a range there. (Reading ahead for the
