@@ -9,13 +9,16 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use lafs_caps::{
     selection_index_for, Cap, ImmutableVerifyCap, LiteralCap, ReadKey, SelectionIndex, StorageIndex,
 };
-use lafs_codec::{convergent_key, random_key, Encoded, Encoder, Params, ShareWrite};
+use lafs_codec::{
+    convergent_key, random_key, Encoded, EncodedSegment, Encoder, Params, SegmentEncoder,
+    ShareWrite,
+};
 use lafs_proto::storage::{AllocateRequest, FinishRequest, WriteResponse};
 use lafs_proto::UploadId;
 
 use crate::placement::{happiness, permuted_servers, place, ServerState};
 use crate::transport::{boxed, wire_share, BoxFut, MaybeSendSync, TransportError};
-use crate::{Client, Error, ServerId};
+use crate::{Client, Error, ServerId, Spawner};
 
 /// Receives upload progress (from inside [`Upload::write`] and [`Upload::finish`]; keep it
 /// cheap). Natively it must be `Send + Sync`.
@@ -91,15 +94,22 @@ struct WriteDone {
     result: Result<WriteResponse, TransportError>,
 }
 
-/// The outcome of one segment encoded on the spawner.
-type Encoding = (Option<Encoder>, Result<Vec<ShareWrite>, Error>);
+/// Segments encoded at once on [`crate::ClientConfig::spawner`] (one per core of a
+/// two-core machine; more only adds memory).
+const ENCODE_AHEAD: usize = 2;
 
 struct Active {
-    /// The encoder; `None` while it encodes a segment on the spawner (`encoding`).
-    encoder: Option<Encoder>,
-    /// A segment being encoded on [`crate::ClientConfig::spawner`]: gives the encoder back
-    /// with the writes it produced.
-    encoding: Option<BoxFut<Encoding>>,
+    /// The encoder: takes the segments in order, builds the trees, yields the writes.
+    encoder: Encoder,
+    /// Its detached per-segment half, cloned into the spawned encoding tasks.
+    segment_encoder: SegmentEncoder,
+    /// With a spawner: input of the next segment, until it is full.
+    segment_buf: Vec<u8>,
+    /// With a spawner: index of the next segment to spawn.
+    next_segment: u64,
+    /// Segments being encoded on [`crate::ClientConfig::spawner`], oldest first (at most
+    /// [`ENCODE_AHEAD`]); absorbed by the encoder in this order.
+    encoding: VecDeque<BoxFut<Result<EncodedSegment, Error>>>,
     /// Plaintext bytes handed to the encoder so far.
     pushed: u64,
     queried: usize,
@@ -390,8 +400,11 @@ impl Upload {
         let seg_bytes =
             u64::from(params.segment_size()) * u64::from(params.n()) / u64::from(params.k());
         self.active = Some(Active {
-            encoder: Some(encoder),
-            encoding: None,
+            segment_encoder: encoder.segment_encoder(),
+            encoder,
+            segment_buf: Vec::new(),
+            next_segment: 0,
+            encoding: VecDeque::new(),
             pushed: 0,
             queried: servers.len(),
             reachable,
@@ -428,66 +441,95 @@ impl Upload {
 
     /// Encodes `data` segment by segment, sending writes as they fill up.
     ///
-    /// With a [`crate::ClientConfig::spawner`], a chunk that completes a segment is encoded
-    /// (AES, Reed-Solomon, hashing) on the executor while this task sends the previous
-    /// segment's writes and the caller produces the next chunk: one segment is encoded ahead.
+    /// With a [`crate::ClientConfig::spawner`], each completed segment is encoded (AES,
+    /// Reed-Solomon, hashing: [`SegmentEncoder`]) on the executor, up to [`ENCODE_AHEAD`]
+    /// segments at once, while this task sends the earlier segments' writes and the caller
+    /// produces the next chunk; the encoded segments are absorbed in order.
     async fn push(&mut self, data: &[u8]) -> Result<(), Error> {
         let seg = self.client.config.params.segment_size() as usize;
-        let spawner = self.client.config.spawner.clone();
-        for chunk in data.chunks(seg.max(1)) {
-            self.settle_encoding().await?;
+        let Some(spawner) = self.client.config.spawner.clone() else {
+            for chunk in data.chunks(seg.max(1)) {
+                let a = self.active()?;
+                a.pushed += chunk.len() as u64;
+                a.encoder.push(chunk)?;
+                self.pump(false).await?;
+            }
+            return Ok(());
+        };
+        let mut data = data;
+        while !data.is_empty() {
             let a = self.active()?;
-            let completes = (a.pushed % seg as u64) as usize + chunk.len() >= seg;
-            a.pushed += chunk.len() as u64;
-            match (&spawner, completes) {
-                (Some(sp), true) => {
-                    let mut enc = a
-                        .encoder
-                        .take()
-                        .ok_or(Error::InvalidState("encoder busy"))?;
-                    let chunk = chunk.to_vec();
-                    let (tx, rx) = futures::channel::oneshot::channel::<Encoding>();
-                    sp.0.spawn(boxed(async move {
-                        let r = enc.push(&chunk).map_err(Error::from).map(|()| {
-                            let mut out = Vec::new();
-                            while let Some(w) = enc.poll_write() {
-                                out.push(w);
-                            }
-                            out
-                        });
-                        let _ = tx.send((Some(enc), r));
-                    }));
-                    a.encoding = Some(boxed(async move {
-                        rx.await.unwrap_or_else(|_| {
-                            (
-                                None,
-                                Err(Error::InvalidState("spawned segment encoding was dropped")),
-                            )
-                        })
-                    }));
-                    // Send what earlier segments produced while this one is encoded.
-                    self.pump(false).await?;
-                }
-                _ => {
-                    a.encoder()?.push(chunk)?;
-                    self.pump(false).await?;
-                }
+            if a.segment_buf.capacity() == 0 {
+                a.segment_buf.reserve_exact(seg);
+            }
+            let take = (seg - a.segment_buf.len()).min(data.len());
+            a.segment_buf.extend_from_slice(&data[..take]);
+            a.pushed += take as u64;
+            data = &data[take..];
+            if a.segment_buf.len() >= seg {
+                self.spawn_segment(&spawner).await?;
             }
         }
         Ok(())
     }
 
-    /// Waits for the segment being encoded on the spawner (if any), takes the encoder back
-    /// and queues the writes it produced.
-    async fn settle_encoding(&mut self) -> Result<(), Error> {
+    /// Encodes the buffered segment on the spawner (first waiting for the oldest one if
+    /// [`ENCODE_AHEAD`] are already being encoded), absorbs the segments already done and
+    /// sends their writes.
+    async fn spawn_segment(&mut self, spawner: &Spawner) -> Result<(), Error> {
+        while self.active()?.encoding.len() >= ENCODE_AHEAD {
+            self.settle_one().await?;
+        }
         let a = self.active()?;
-        let Some(fut) = a.encoding.take() else {
+        let data = core::mem::take(&mut a.segment_buf);
+        let index = a.next_segment;
+        a.next_segment += 1;
+        let se = a.segment_encoder.clone();
+        let (tx, rx) = futures::channel::oneshot::channel();
+        spawner.0.spawn(boxed(async move {
+            let _ = tx.send(se.encode(index, &data).map_err(Error::from));
+        }));
+        a.encoding.push_back(boxed(async move {
+            rx.await.unwrap_or(Err(Error::InvalidState(
+                "spawned segment encoding was dropped",
+            )))
+        }));
+        // Absorb what is already encoded, in order, and send it.
+        loop {
+            let a = self.active()?;
+            let Some(front) = a.encoding.front_mut() else {
+                break;
+            };
+            let Some(r) = front.as_mut().now_or_never() else {
+                break;
+            };
+            a.encoding.pop_front();
+            a.encoder.absorb(r?)?;
+        }
+        self.pump(false).await
+    }
+
+    /// Waits for the oldest segment being encoded on the spawner and absorbs it.
+    async fn settle_one(&mut self) -> Result<(), Error> {
+        let a = self.active()?;
+        let Some(fut) = a.encoding.pop_front() else {
             return Ok(());
         };
-        let (enc, writes) = fut.await;
-        a.encoder = enc;
-        for w in writes? {
-            a.stage(w);
+        let r = fut.await;
+        a.encoder.absorb(r?)?;
+        Ok(())
+    }
+
+    /// Encodes what is left of the input (with a spawner: the last, possibly short, segment)
+    /// and absorbs every segment still being encoded.
+    async fn settle_encoding(&mut self) -> Result<(), Error> {
+        if let Some(sp) = self.client.config.spawner.clone() {
+            if !self.active()?.segment_buf.is_empty() {
+                self.spawn_segment(&sp).await?;
+            }
+        }
+        while !self.active()?.encoding.is_empty() {
+            self.settle_one().await?;
         }
         Ok(())
     }
@@ -495,7 +537,7 @@ impl Upload {
     async fn finish_inner(&mut self) -> Result<UploadResult, Error> {
         self.settle_encoding().await?;
         let a = self.active()?;
-        let encoded = a.encoder()?.finish()?;
+        let encoded = a.encoder.finish()?;
         a.share_lens = Some(encoded.share_lens.clone());
         self.put_whole_shares(encoded.storage_index).await?;
         let mut idle = 0;
@@ -611,7 +653,7 @@ impl Upload {
     async fn put_whole_shares(&mut self, si: StorageIndex) -> Result<(), Error> {
         let t = Arc::clone(&self.client.transport);
         let a = self.active()?;
-        while let Some(w) = a.encoder()?.poll_write() {
+        while let Some(w) = a.encoder.poll_write() {
             a.stage(w);
         }
         let lens = a.share_lens.clone().unwrap_or_default();
@@ -709,7 +751,7 @@ impl Upload {
         let chunk = self.client.config.write_chunk.max(1);
         {
             let a = self.active()?;
-            while let Some(w) = a.encoder.as_mut().and_then(Encoder::poll_write) {
+            while let Some(w) = a.encoder.poll_write() {
                 a.stage(w);
             }
         }
@@ -900,13 +942,6 @@ impl Upload {
 }
 
 impl Active {
-    /// The encoder (not lent to the spawner).
-    fn encoder(&mut self) -> Result<&mut Encoder, Error> {
-        self.encoder
-            .as_mut()
-            .ok_or(Error::InvalidState("encoder is busy on the spawner"))
-    }
-
     /// Queues one encoder write for its share, merged with the previous run when contiguous.
     fn stage(&mut self, w: ShareWrite) {
         if !self.slots.contains_key(&w.share) {

@@ -602,6 +602,46 @@ fn uploads_with_a_spawner_encode_elsewhere_and_agree() {
     assert_eq!(download(&c, &up.cap).unwrap(), d);
 }
 
+/// Runs each spawned future on its own thread, every other one late, so that segments
+/// encoded at once finish out of order.
+struct LateSpawner(std::sync::atomic::AtomicU64);
+
+impl lafs_client::Spawn for LateSpawner {
+    fn spawn(&self, fut: lafs_client::BoxFut<()>) {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::thread::spawn(move || {
+            if n % 2 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            block_on(fut)
+        });
+    }
+}
+
+#[test]
+fn segments_encoded_at_once_and_finishing_out_of_order_give_the_same_shares() {
+    let d = data(41 * SEG as usize + 5, 114);
+    let (g0, c0) = grid(10, 114);
+    let plain = block_on(c0.upload_bytes(&d, opts())).unwrap();
+    let (g, _) = grid(10, 114);
+    let mut cfg = config();
+    let spawner = Arc::new(LateSpawner(std::sync::atomic::AtomicU64::new(0)));
+    cfg.spawner = Some(lafs_client::Spawner(spawner.clone()));
+    let c = Client::new(g.clone(), cfg);
+    let mut up = c.upload(opts());
+    // Pieces of two segments and a bit: several segments complete per write.
+    for piece in d.chunks(2 * SEG as usize + 77) {
+        block_on(up.write(piece)).unwrap();
+    }
+    let spawned = block_on(up.finish()).unwrap();
+    // One task per segment.
+    assert_eq!(spawner.0.load(std::sync::atomic::Ordering::Relaxed), 42);
+    // Same key and file: same storage index, which commits to every byte of every share.
+    assert_eq!(spawned.cap, plain.cap);
+    assert_eq!(g.total().write_bytes, g0.total().write_bytes);
+    assert_eq!(download(&c, &spawned.cap).unwrap(), d);
+}
+
 #[test]
 fn downloads_with_a_spawner_decode_elsewhere_and_agree() {
     let (g, _) = grid(10, 111);
