@@ -15,6 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
+use lafs_codec::IncomingShareHasher;
 use lafs_proto::ids::{parse_decimal, parse_storage_index};
 use lafs_proto::read::{encode_absent_header, encode_data_header, encode_preamble, ReadRequest};
 use lafs_proto::signing::{
@@ -32,7 +33,8 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::store::{Advisory, StoreError, UploadMeta};
+use crate::store::{Advisory, ShareStore, StoreError, UploadMeta};
+use crate::uploads::lock_hasher;
 use crate::verify::{verify_incoming, VerifyError};
 use crate::AppState;
 
@@ -807,7 +809,17 @@ async fn write(
     // The ticket is released inside the blocking task, which completes even if this handler
     // is dropped (client disconnect), so the share never stays "busy".
     let (res, received_bytes) = blocking(move || {
-        let r = store.write_incoming(id, share, offset, &data);
+        // The share's hasher is held across the store write, so the hashes it keeps always
+        // describe the bytes stored (a write into the hashed prefix resets it).
+        let r = {
+            let mut hasher = lock_hasher(&ticket.hasher);
+            let r = store.write_incoming(id, share, offset, &data);
+            match &r {
+                Ok(()) => hasher.write(offset, &data),
+                Err(_) => hasher.reset(),
+            }
+            r
+        };
         let received = ticket.end(r.is_ok());
         (r, received)
     })
@@ -838,7 +850,7 @@ async fn finish(
     refuse_if_read_only(&st)?;
     let req: FinishRequest = parse_json(&signed.body)?;
     let uploads = Arc::clone(&st.inner.uploads);
-    uploads.begin_finish(
+    let prehashed = uploads.begin_finish(
         id,
         &signed.account,
         share,
@@ -846,42 +858,18 @@ async fn finish(
         tokio::time::Instant::now(),
     )?;
     let store = Arc::clone(st.store());
+    let st2 = st.clone();
     let len = req.length;
     // Verification, commit and the state change all happen in the blocking task, so an
     // abandoned request still leaves the share either finished or receiving.
     let outcome = blocking(move || -> Result<(StorageIndex, bool, bool), ApiError> {
-        let verified = verify_incoming(store.as_ref(), id, share, len);
-        let si = match verified {
-            Ok(si) => si,
+        let source = ShareSource::Upload { id, len, prehashed };
+        let (si, new) = match verify_and_file(&st2, store.as_ref(), share, source, req.expected_si)
+        {
+            Ok(x) => x,
             Err(e) => {
                 uploads.end_finish(id, share, None);
-                return Err(match e {
-                    VerifyError::Invalid(msg) => ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        lafs_proto::storage::ErrorCode::ShareInvalid,
-                        format!("share {share} does not verify: {msg}"),
-                    ),
-                    VerifyError::Store(e) => {
-                        ApiError::from_store(e, "reading the share to verify it")
-                    }
-                });
-            }
-        };
-        if let Some(expected) = req.expected_si {
-            if expected != si {
-                uploads.end_finish(id, share, None);
-                return Err(ApiError::conflict(format!(
-                    "share {share} belongs to storage index {}, not the expected {}",
-                    lafs_proto::ids::storage_index_to_text(&si),
-                    lafs_proto::ids::storage_index_to_text(&expected)
-                )));
-            }
-        }
-        let committed = match store.commit_share(id, share, &si, len) {
-            Ok(new) => new,
-            Err(e) => {
-                uploads.end_finish(id, share, None);
-                return Err(ApiError::from_store(e, "storing the finished share"));
+                return Err(e);
             }
         };
         let complete = uploads.end_finish(id, share, Some((si, len)));
@@ -890,18 +878,10 @@ async fn finish(
                 tracing::warn!(upload = %id, error = %e, "could not delete a completed upload");
             }
         }
-        Ok((si, !committed, complete))
+        Ok((si, !new, complete))
     })
     .await?;
-    let (si, already_had, upload_complete) = match outcome {
-        Ok(x) => x,
-        Err(e) => {
-            if e.code == lafs_proto::storage::ErrorCode::ShareInvalid {
-                Metrics::add(&st.metrics().shares_invalid, 1);
-            }
-            return Err(e);
-        }
-    };
+    let (si, already_had, upload_complete) = outcome?;
     Metrics::add(&st.metrics().shares_finished, 1);
     let resp = FinishResponse {
         share,
@@ -911,6 +891,92 @@ async fn finish(
         upload_complete,
     };
     Ok(json(StatusCode::OK, &resp))
+}
+
+/// Where the bytes of a share to verify and file are.
+enum ShareSource {
+    /// Bytes `0..len` of an incoming share of an upload session, with what was hashed as they
+    /// arrived.
+    Upload {
+        id: UploadId,
+        len: u64,
+        prehashed: IncomingShareHasher,
+    },
+    /// A whole share received in one request.
+    Whole(Bytes),
+}
+
+/// The one path by which an immutable share is filed: every byte of it is verified (the
+/// codec's `ShareVerifier`: header, blocks, trees, share chain, UEB), the storage index its UEB
+/// hashes to must be `expected` when given, and only then is it filed under that storage
+/// index. Returns the storage index and whether the share is new on this server. Counts an
+/// invalid share in the metrics.
+fn verify_and_file(
+    st: &AppState,
+    store: &dyn ShareStore,
+    share: ShareNum,
+    source: ShareSource,
+    expected: Option<StorageIndex>,
+) -> Result<(StorageIndex, bool), ApiError> {
+    let invalid = |msg: String| {
+        Metrics::add(&st.metrics().shares_invalid, 1);
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            lafs_proto::storage::ErrorCode::ShareInvalid,
+            msg,
+        )
+    };
+    let si = match &source {
+        ShareSource::Upload { id, len, prehashed } => {
+            let mut read_back = 0;
+            let r = verify_incoming(store, *id, share, *len, prehashed.clone(), &mut read_back);
+            Metrics::add(&st.metrics().bytes_read_to_verify, read_back);
+            match r {
+                Ok(si) => si,
+                Err(VerifyError::Invalid(msg)) => {
+                    return Err(invalid(format!("share {share} does not verify: {msg}")))
+                }
+                Err(VerifyError::Store(e)) => {
+                    return Err(ApiError::from_store(e, "reading the share to verify it"))
+                }
+            }
+        }
+        ShareSource::Whole(data) => {
+            match lafs_codec::verify_share(u16::from(share.0), data, expected) {
+                Ok(v) => v.storage_index,
+                Err(e) => {
+                    let against = expected.map(|si| {
+                        format!(
+                            " against storage index {}",
+                            lafs_proto::ids::storage_index_to_text(&si)
+                        )
+                    });
+                    return Err(invalid(format!(
+                        "share {share} does not verify{}: {e}",
+                        against.unwrap_or_default()
+                    )));
+                }
+            }
+        }
+    };
+    if let Some(expected) = expected {
+        if expected != si {
+            return Err(ApiError::conflict(format!(
+                "share {share} belongs to storage index {}, not the expected {}",
+                lafs_proto::ids::storage_index_to_text(&si),
+                lafs_proto::ids::storage_index_to_text(&expected)
+            )));
+        }
+    }
+    let new = match &source {
+        ShareSource::Upload { id, len, .. } => store
+            .commit_share(*id, share, &si, *len)
+            .map_err(|e| ApiError::from_store(e, "storing the finished share"))?,
+        ShareSource::Whole(data) => store
+            .store_share(&si, share, data)
+            .map_err(|e| ApiError::from_store(e, "storing the share"))?,
+    };
+    Ok((si, new))
 }
 
 /// `PUT /storage/v1/immutable/{si}/{share}`: a whole share in one signed request. Allocates,
@@ -956,6 +1022,7 @@ async fn put_share(
         )));
     }
     let store = Arc::clone(st.store());
+    let st2 = st.clone();
     // Everything happens in the blocking task, so an abandoned request still either files the
     // whole verified share or nothing.
     let outcome = blocking(move || -> Result<(bool, Vec<ShareInfo>), ApiError> {
@@ -974,34 +1041,20 @@ async fn put_share(
                 space.available
             )));
         }
-        if let Err(e) = lafs_codec::verify_share(u16::from(share.0), &data, Some(si)) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                lafs_proto::storage::ErrorCode::ShareInvalid,
-                format!(
-                    "share {share} does not verify against storage index {}: {e}",
-                    lafs_proto::ids::storage_index_to_text(&si)
-                ),
-            ));
-        }
-        let new = store
-            .store_share(&si, share, &data)
-            .map_err(|e| ApiError::from_store(e, "storing the share"))?;
+        let (_, new) = verify_and_file(
+            &st2,
+            store.as_ref(),
+            share,
+            ShareSource::Whole(data),
+            Some(si),
+        )?;
         let held = store
             .list_shares(&si)
             .map_err(|e| ApiError::from_store(e, "listing shares"))?;
         Ok((!new, held))
     })
     .await?;
-    let (already_had, held) = match outcome {
-        Ok(x) => x,
-        Err(e) => {
-            if e.code == lafs_proto::storage::ErrorCode::ShareInvalid {
-                Metrics::add(&st.metrics().shares_invalid, 1);
-            }
-            return Err(e);
-        }
-    };
+    let (already_had, held) = outcome?;
     if !already_had {
         Metrics::add(&st.metrics().bytes_in, len);
         Metrics::add(&st.metrics().shares_finished, 1);

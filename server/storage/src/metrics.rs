@@ -26,6 +26,9 @@ pub struct Metrics {
     pub uploads_expired: AtomicU64,
     /// Mutable share bytes written (whole shares and in-place patches; journal excluded).
     pub mutable_bytes_written: AtomicU64,
+    /// Incoming share bytes read back from the store to verify them at finish (those not
+    /// hashed as they arrived, and the trees and trailer).
+    pub bytes_read_to_verify: AtomicU64,
 }
 
 impl Metrics {
@@ -84,6 +87,11 @@ impl Metrics {
             "lafs_storage_shares_invalid",
             "Finish requests rejected because the share did not verify.",
             get(&self.shares_invalid),
+        );
+        counter(
+            "lafs_storage_bytes_read_to_verify",
+            "Incoming share bytes read back at finish to verify them (the rest was hashed as it arrived).",
+            get(&self.bytes_read_to_verify),
         );
         counter(
             "lafs_storage_signature_failures",

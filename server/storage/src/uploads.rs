@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use lafs_codec::IncomingShareHasher;
 use lafs_proto::storage::{ByteRange, ErrorCode, ShareState, ShareStatus, UploadStatus};
 use lafs_proto::{AccountId, ShareNum, StorageIndex, UploadId};
 use tokio::time::Instant;
@@ -39,6 +40,23 @@ struct ShareSession {
     received: RangeSet,
     state: State,
     in_flight: u32,
+    /// Header and block hashes of the bytes written so far in order, updated by each write
+    /// under this lock together with the store write itself; taken by the finish.
+    hasher: Arc<Mutex<IncomingShareHasher>>,
+}
+
+/// Locks a share's hasher. After a panic while it was held, its state may not describe the
+/// stored bytes: it is reset (the finish then reads the whole share back).
+pub(crate) fn lock_hasher(m: &Mutex<IncomingShareHasher>) -> MutexGuard<'_, IncomingShareHasher> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => {
+            let mut g = poisoned.into_inner();
+            g.reset();
+            m.clear_poison();
+            g
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +84,9 @@ pub(crate) struct WriteTicket {
     start: u64,
     end: u64,
     released: bool,
+    /// The share's hasher: hold it (with [`lock_hasher`]) across the store write and feed it
+    /// the bytes once stored; release it before [`end`](Self::end).
+    pub(crate) hasher: Arc<Mutex<IncomingShareHasher>>,
 }
 
 impl Drop for WriteTicket {
@@ -291,6 +312,7 @@ impl Uploads {
             start,
             end,
             released: false,
+            hasher: Arc::clone(&sh.hasher),
         })
     }
 
@@ -308,7 +330,9 @@ impl Uploads {
         sh.received.len()
     }
 
-    /// Checks that `share` holds exactly `0..length` and marks it as being finished.
+    /// Checks that `share` holds exactly `0..length` and marks it as being finished. Returns
+    /// (and takes) the hashes computed as its bytes arrived: if the finish fails, later writes
+    /// and finishes start from nothing.
     pub(crate) fn begin_finish(
         &self,
         id: UploadId,
@@ -316,7 +340,7 @@ impl Uploads {
         share: ShareNum,
         length: u64,
         now: Instant,
-    ) -> Result<(), ApiError> {
+    ) -> Result<IncomingShareHasher, ApiError> {
         let mut map = self.lock();
         let s = self.session(&mut map, id, account, now)?;
         if let Some(size) = s.meta.share_size {
@@ -370,7 +394,10 @@ impl Uploads {
         }
         sh.state = State::Finishing;
         s.last_activity = now;
-        Ok(())
+        // No write is in flight (checked above) and none can start while finishing, so no one
+        // else holds this lock.
+        let hashed = core::mem::take(&mut *lock_hasher(&sh.hasher));
+        Ok(hashed)
     }
 
     /// Ends a finish: on success the share is finished (`Some`), otherwise back to receiving.

@@ -1,6 +1,6 @@
 //! Whole-share verification before a share is filed, driven by `lafs_codec::ShareVerifier`.
 
-use lafs_codec::ShareVerifier;
+use lafs_codec::{IncomingShareHasher, ShareVerifier};
 use lafs_proto::{ShareNum, StorageIndex, UploadId};
 
 use crate::store::{ShareStore, StoreError};
@@ -14,17 +14,22 @@ pub(crate) enum VerifyError {
     Store(StoreError),
 }
 
-/// Reads incoming share `share` of upload `id` (`len` bytes) in the order the verifier asks and
-/// returns the storage index its UEB hashes to. Memory: one verifier chunk at a time.
+/// Verifies incoming share `share` of upload `id` (`len` bytes) and returns the storage index
+/// its UEB hashes to. The header and blocks hashed as they arrived (`prehashed`) are not read
+/// again; the rest is read in the order the verifier asks, and its size is added to
+/// `read_back`. Memory: one verifier chunk at a time.
 pub(crate) fn verify_incoming(
     store: &dyn ShareStore,
     id: UploadId,
     share: ShareNum,
     len: u64,
+    prehashed: IncomingShareHasher,
+    read_back: &mut u64,
 ) -> Result<StorageIndex, VerifyError> {
-    let mut v = ShareVerifier::new(u16::from(share.0), len);
+    let mut v = ShareVerifier::with_prehashed(u16::from(share.0), len, prehashed);
     while let Some(r) = v.next_read() {
         let want = r.end - r.start;
+        *read_back += want;
         let data = store
             .read_incoming(id, share, r.start, want)
             .map_err(VerifyError::Store)?;
