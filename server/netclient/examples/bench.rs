@@ -76,6 +76,11 @@ struct Args {
     /// system falls below this many GB (10^9 bytes); checked every second.
     #[arg(long, default_value_t = 8.0)]
     min_free_gb: f64,
+    /// Whole-request timeout of the HTTP transport in seconds (default: the transport's, 60 s).
+    /// The request that finishes an upload returns once the server has verified the whole
+    /// share: a share of several GB on a loaded machine needs more.
+    #[arg(long)]
+    request_timeout: Option<u64>,
     /// Go on with the next steps when the download or a ranged read fails (the error is
     /// printed) instead of stopping.
     #[arg(long)]
@@ -596,15 +601,22 @@ fn run(args: &Args) {
         config.pipeline_depth = d;
     }
     let startup_peak = peak_rss_mib("self");
-    let (client, _g) = rt
-        .block_on(lafs_netclient::connect(
-            &grid.introducer_url,
-            SigningKey::from_bytes(&[0xac; 32]),
-            args.servers,
-            Duration::from_secs(20),
-            config,
-        ))
+    config.spawner = Some(lafs_netclient::tokio_spawner());
+    let directory = Arc::new(lafs_netclient::Grid::subscribe(&grid.introducer_url));
+    rt.block_on(directory.wait_for(args.servers, Duration::from_secs(20)))
         .unwrap();
+    let mut http = lafs_netclient::HttpConfig::default();
+    if let Some(s) = args.request_timeout {
+        http.request_timeout = Duration::from_secs(s);
+    }
+    println!(
+        "HTTP request timeout          {:8.0} s",
+        http.request_timeout.as_secs_f64()
+    );
+    let transport =
+        lafs_netclient::HttpTransport::new(directory, SigningKey::from_bytes(&[0xac; 32]), http)
+            .unwrap();
+    let client = lafs_client::Client::new(Arc::new(transport), config);
     println!(
         "client RSS before the upload    {:4.0} MiB (peak so far {:.0}); grid RSS {:.0} MiB",
         rss_mib("self"),
@@ -617,23 +629,34 @@ fn run(args: &Args) {
     // Upload, streamed 1 MiB at a time.
     let mut phase = Phase::start(&gpid);
     let t = Instant::now();
+    let mut written = None;
     let r = rt.block_on(async {
         let mut up = client.upload(UploadOptions::default());
         let mut i = 0u64;
         let mut sent = 0u64;
         while sent < size {
             let len = (size - sent).min(MIB as u64) as usize;
-            up.write(&chunk(i, len)).await.unwrap();
+            up.write(&chunk(i, len)).await?;
             sent += len as u64;
             i += 1;
             phase.progress(sent, size);
         }
-        let written = t.elapsed();
-        (up.finish().await.unwrap(), written)
+        written = Some(t.elapsed());
+        up.finish().await
     });
-    let (r, written) = r;
     let up_time = t.elapsed();
     let (up_cpu, up_grid_cpu) = phase.end("upload memory:", &mut run_peak);
+    let r = r.unwrap_or_else(|e| {
+        panic!(
+            "upload failed after {:.1} s ({}): {e}",
+            up_time.as_secs_f64(),
+            written.map_or("while writing".to_string(), |w| format!(
+                "{:.1} s writing, then while finishing",
+                w.as_secs_f64()
+            ))
+        )
+    });
+    let written = written.unwrap_or(up_time);
     println!(
         "upload                        {:8.0} MB/s  ({:.2} s = {:.2} s writing + {:.2} s finishing, {:.2}x SHA-256; CPU-s: client {:.2} + grid {:.2} = {:.2}, i.e. {:.0} MB per CPU-second)",
         mbps(size, up_time),
