@@ -1013,7 +1013,79 @@ function capitalise(s) {
   return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
-/** Encrypts a file in the tab and uploads the ciphertext (`PUT /ciphertext`). */
+/** Ciphertext bytes per request of an upload session (a multiple of 16: AES-CTR blocks). */
+const UPLOAD_CHUNK = 8 * MiB;
+/** Times a chunk is tried again after the gateway could not be reached, pausing longer each time. */
+const UPLOAD_RETRIES = 5;
+
+const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Allocates short-lived objects (as sw.js does): each chunk leaves two 8 MiB ArrayBuffers behind
+ * (the file's bytes, the ciphertext), and V8 collects those only once ~100 MiB of them have piled
+ * up, unless a young-generation collection, which this triggers, frees them at once.
+ */
+function nudgeCollector() {
+  let junk = [];
+  for (let i = 0; i < 100_000; i++) junk.push({ i });
+  junk = null;
+  return junk;
+}
+
+/** An Error for a refusal by the gateway (`r`, not ok), with the gateway's one-line reason. */
+async function gatewayRefusal(r, what) {
+  const reason = (await r.text().catch(() => '')).trim().slice(0, 300);
+  if (r.status === 413) return new Error(`the gateway refused ${what} as too large: ${reason}`);
+  return new Error(`the gateway answered ${r.status} to ${what}: ${reason}`);
+}
+
+/**
+ * Sends `ct`, the ciphertext at file offset `start`, to the upload session at `url`. A chunk cut
+ * by the network is resumed where the gateway says it stopped (`GET url`), a few times with
+ * growing pauses; then the gateway counts as gone.
+ */
+async function sendChunk(url, start, ct) {
+  let sent = 0;
+  let failures = 0;
+  for (;;) {
+    let r;
+    try {
+      r = await fetch(`${url}?offset=${start + sent}`, { method: 'PUT', body: ct.subarray(sent) });
+    } catch (e) {
+      if (++failures > UPLOAD_RETRIES) {
+        throw new Error(
+          `the gateway stopped answering after ${formatSize(start + sent)} had been sent (${e?.message ?? e})`,
+        );
+      }
+      await pause(250 * 2 ** (failures - 1));
+      try {
+        const s = await fetch(url, { cache: 'no-store' });
+        if (!s.ok) throw await gatewayRefusal(s, 'a question about the upload');
+        sent = (await s.json()).received - start;
+      } catch (e2) {
+        if (e2 instanceof TypeError) continue; // still unreachable: try again
+        throw e2;
+      }
+      continue;
+    }
+    if (r.ok) return;
+    // 409: the gateway has another count of the bytes (a cut chunk it took part of) or still
+    // finishes the cut request; go on from its count.
+    const at = Number(r.headers.get('upload-offset'));
+    if (r.status === 409 && r.headers.has('upload-offset') && at >= start && at <= start + ct.length && ++failures <= UPLOAD_RETRIES) {
+      sent = at - start;
+      await pause(100 * failures);
+      continue;
+    }
+    throw await gatewayRefusal(r, 'a chunk of the upload');
+  }
+}
+
+/**
+ * Encrypts a file in the tab with a fresh key and uploads the ciphertext in chunks through an
+ * upload session of the gateway (`POST /ciphertext/uploads`, docs/spec/gateway.md): the next
+ * chunk is encrypted while one is sent, so the tab holds a few chunks whatever the file size.
+ */
 async function upload(file) {
   const w = new (wasm().FileWriter)();
   const out = $('upload-result');
@@ -1021,39 +1093,58 @@ async function upload(file) {
   const status = $('upload-status');
   out.hidden = true;
   document.documentElement.setAttribute('data-upload-state', 'busy');
+  let session = null;
   try {
     bar.hidden = false;
-    bar.max = Math.max(file.size, 1) * 2;
+    bar.max = Math.max(file.size, 1);
     bar.value = 0;
-    status.textContent = `Encrypting ${file.name} (${formatSize(file.size)})…`;
+    status.textContent = `Encrypting and uploading ${file.name} (${formatSize(file.size)})…`;
     const t0 = performance.now();
     const fast = await useWebCrypto();
     const key = fast ? await importAesKey(w.webCryptoKey()) : null;
     document.documentElement.dataset.crypto = fast ? 'webcrypto' : 'wasm';
-    const parts = [];
-    for (let off = 0; off < file.size; off += BATCH_BYTES) {
-      const chunk = new Uint8Array(await file.slice(off, off + BATCH_BYTES).arrayBuffer());
-      // BATCH_BYTES is a multiple of 16: every piece starts on a counter block.
-      parts.push(key ? await aesCtr(key, off, chunk) : w.encrypt(off, chunk));
-      bar.value = Math.min(off + BATCH_BYTES, file.size);
+    let encryptMs = 0;
+    const encryptChunk = async (off) => {
+      const plain = new Uint8Array(await file.slice(off, off + UPLOAD_CHUNK).arrayBuffer());
+      const t = performance.now();
+      const ct = key ? await aesCtr(key, off, plain) : w.encrypt(off, plain);
+      encryptMs += performance.now() - t;
+      return ct;
+    };
+    let r;
+    try {
+      r = await fetch(apiUrl(`/ciphertext/uploads?selection_index=${w.selectionIndex}&size=${file.size}`), { method: 'POST' });
+    } catch (e) {
+      throw new Error(`the gateway could not be reached (${e?.message ?? e})`);
     }
-    const body = new Blob(parts);
-    const t1 = performance.now();
-    status.textContent = `Uploading ${formatSize(file.size)} of ciphertext…`;
-    const verifyCap = await new Promise((resolve, reject) => {
-      const xhr = new XMLHttpRequest();
-      xhr.open('PUT', apiUrl(`/ciphertext?selection_index=${w.selectionIndex}`));
-      xhr.upload.onprogress = (e) => { bar.value = file.size + e.loaded; };
-      xhr.onload = () =>
-        xhr.status === 200
-          ? resolve(xhr.responseText.trim())
-          : reject(new Error(`the gateway answered ${xhr.status}: ${xhr.responseText.trim().slice(0, 300)}`));
-      xhr.onerror = () => reject(new Error('the gateway could not be reached'));
-      xhr.send(body);
-    });
+    if (r.status !== 201) throw await gatewayRefusal(r, 'the start of the upload');
+    session = apiUrl(`/ciphertext/uploads/${(await r.json()).id}`);
+    let next = file.size > 0 ? encryptChunk(0) : null;
+    for (let off = 0; off < file.size; off += UPLOAD_CHUNK) {
+      const ct = await next;
+      next = off + UPLOAD_CHUNK < file.size ? encryptChunk(off + UPLOAD_CHUNK) : null;
+      await sendChunk(session, off, ct);
+      bar.value = off + ct.length;
+      nudgeCollector();
+    }
+    status.textContent = `Storing the last shares of ${file.name}…`;
+    let verifyCap;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        r = await fetch(`${session}/finish`, { method: 'POST' });
+      } catch (e) {
+        if (attempt >= UPLOAD_RETRIES) throw new Error(`the gateway stopped answering before the upload was finished (${e?.message ?? e})`);
+        await pause(250 * 2 ** attempt);
+        continue;
+      }
+      if (!r.ok) throw await gatewayRefusal(r, 'the end of the upload');
+      verifyCap = (await r.text()).trim();
+      break;
+    }
+    session = null;
     const readCap = w.readCap(verifyCap);
     const t2 = performance.now();
-    window.lafsTimings.upload = { bytes: file.size, encryptMs: t1 - t0, uploadMs: t2 - t1 };
+    window.lafsTimings.upload = { bytes: file.size, encryptMs, uploadMs: t2 - t0 - encryptMs, totalMs: t2 - t0, chunks: Math.ceil(file.size / UPLOAD_CHUNK) };
     const link = `${location.origin}${location.pathname}#${readCap}`;
     $('upload-link').value = link;
     $('upload-open').href = link;
@@ -1065,6 +1156,8 @@ async function upload(file) {
     bar.hidden = true;
     status.textContent = `Upload failed: ${e?.message ?? e}`;
     document.documentElement.setAttribute('data-upload-state', 'error');
+    // Let the gateway stop the uploader now rather than when the session expires.
+    if (session) fetch(session, { method: 'DELETE' }).catch(() => {});
   } finally {
     w.free();
   }
