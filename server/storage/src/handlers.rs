@@ -815,8 +815,8 @@ async fn write(
             let mut hasher = lock_hasher(&ticket.hasher);
             let r = store.write_incoming(id, share, offset, &data);
             match &r {
-                Ok(()) => hasher.write(offset, &data),
-                Err(_) => hasher.reset(),
+                Ok(()) => hasher.stored(offset, &data),
+                Err(_) => hasher.failed(),
             }
             r
         };

@@ -8,9 +8,11 @@
 //! completion even if the HTTP handler is dropped.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::http::StatusCode;
 use lafs_codec::IncomingShareHasher;
 use lafs_proto::storage::{ByteRange, ErrorCode, ShareState, ShareStatus, UploadStatus};
@@ -42,17 +44,104 @@ struct ShareSession {
     in_flight: u32,
     /// Header and block hashes of the bytes written so far in order, updated by each write
     /// under this lock together with the store write itself; taken by the finish.
-    hasher: Arc<Mutex<IncomingShareHasher>>,
+    hasher: Arc<Mutex<IncomingHash>>,
 }
 
-/// Locks a share's hasher. After a panic while it was held, its state may not describe the
+/// Bytes held by all [`IncomingHash`]es of this process as writes that arrived ahead of the
+/// hashed prefix.
+static AHEAD_BYTES: AtomicU64 = AtomicU64::new(0);
+/// At most this much is held per share ...
+const MAX_AHEAD_PER_SHARE: u64 = 8 << 20;
+/// ... and in all (beyond it, such writes are read back at finish instead).
+const MAX_AHEAD_TOTAL: u64 = 64 << 20;
+
+/// The hashing of one incoming share as its writes are stored: the codec's
+/// [`IncomingShareHasher`] over the prefix written in order, plus the writes that arrived
+/// *ahead* of that prefix (concurrent requests overtake each other), held as their request
+/// bodies (no copy) until the gap before them is written, then hashed. A write overlapping a
+/// held one drops the held ones; memory is bounded per share and per process, and what is not
+/// hashed is read back at finish.
+#[derive(Debug, Default)]
+pub(crate) struct IncomingHash {
+    hasher: IncomingShareHasher,
+    ahead: BTreeMap<u64, Bytes>,
+    ahead_bytes: u64,
+}
+
+impl IncomingHash {
+    /// Records that `data` was just stored at `offset` (call under the share's lock, held
+    /// across the store write).
+    pub(crate) fn stored(&mut self, offset: u64, data: &Bytes) {
+        let len = data.len() as u64;
+        let end = offset.saturating_add(len);
+        // Held writes are disjoint and sorted: the last one starting before `end` is the only
+        // one that can overlap without an earlier one overlapping too.
+        if self
+            .ahead
+            .range(..end)
+            .next_back()
+            .is_some_and(|(o, d)| o + d.len() as u64 > offset)
+        {
+            self.clear_ahead();
+        }
+        if offset < self.hasher.absorbed() {
+            // Hashed bytes written again.
+            self.hasher.reset();
+        }
+        if offset == self.hasher.absorbed() {
+            self.hasher.write(offset, data);
+            while let Some(next) = self.ahead.remove(&self.hasher.absorbed()) {
+                self.release(next.len() as u64);
+                self.hasher.write(self.hasher.absorbed(), &next);
+            }
+        } else if offset > self.hasher.absorbed() && self.ahead_bytes + len <= MAX_AHEAD_PER_SHARE {
+            if AHEAD_BYTES.fetch_add(len, Ordering::Relaxed) + len <= MAX_AHEAD_TOTAL {
+                self.ahead_bytes += len;
+                self.ahead.insert(offset, data.clone());
+            } else {
+                AHEAD_BYTES.fetch_sub(len, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A write failed (its bytes may be partly stored): forget everything.
+    pub(crate) fn failed(&mut self) {
+        self.hasher.reset();
+        self.clear_ahead();
+    }
+
+    /// The hashes for the finish (held writes are dropped; the finish reads them back).
+    pub(crate) fn take(&mut self) -> IncomingShareHasher {
+        self.clear_ahead();
+        core::mem::take(&mut self.hasher)
+    }
+
+    fn release(&mut self, n: u64) {
+        self.ahead_bytes -= n;
+        AHEAD_BYTES.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    fn clear_ahead(&mut self) {
+        AHEAD_BYTES.fetch_sub(self.ahead_bytes, Ordering::Relaxed);
+        self.ahead_bytes = 0;
+        self.ahead.clear();
+    }
+}
+
+impl Drop for IncomingHash {
+    fn drop(&mut self) {
+        self.clear_ahead();
+    }
+}
+
+/// Locks a share's hashing. After a panic while it was held, its state may not describe the
 /// stored bytes: it is reset (the finish then reads the whole share back).
-pub(crate) fn lock_hasher(m: &Mutex<IncomingShareHasher>) -> MutexGuard<'_, IncomingShareHasher> {
+pub(crate) fn lock_hasher(m: &Mutex<IncomingHash>) -> MutexGuard<'_, IncomingHash> {
     match m.lock() {
         Ok(g) => g,
         Err(poisoned) => {
             let mut g = poisoned.into_inner();
-            g.reset();
+            g.failed();
             m.clear_poison();
             g
         }
@@ -86,7 +175,7 @@ pub(crate) struct WriteTicket {
     released: bool,
     /// The share's hasher: hold it (with [`lock_hasher`]) across the store write and feed it
     /// the bytes once stored; release it before [`end`](Self::end).
-    pub(crate) hasher: Arc<Mutex<IncomingShareHasher>>,
+    pub(crate) hasher: Arc<Mutex<IncomingHash>>,
 }
 
 impl Drop for WriteTicket {
@@ -396,7 +485,7 @@ impl Uploads {
         s.last_activity = now;
         // No write is in flight (checked above) and none can start while finishing, so no one
         // else holds this lock.
-        let hashed = core::mem::take(&mut *lock_hasher(&sh.hasher));
+        let hashed = lock_hasher(&sh.hasher).take();
         Ok(hashed)
     }
 

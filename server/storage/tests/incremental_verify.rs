@@ -191,3 +191,71 @@ async fn a_truncated_share_does_not_finish() {
     assert!(listed(&c, &si).await.is_empty());
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn writes_that_overtake_each_other_are_still_hashed_on_arrival() {
+    let srv = TestServer::memory(Config::default()).await;
+    let c = srv.client(46);
+    let (shares, enc) = make_shares(40_000, 46);
+    let si = si_text(&enc);
+    let share = &shares[3];
+    let len = share.len() as u64;
+    let n = chunks(share.len());
+    let up = upload_id(46);
+    c.allocate(&up, json!({"shares": [3], "share_size": len}))
+        .await
+        .expect(201);
+    // Pairs swapped: 1, 0, 3, 2, ... (each odd chunk arrives before the one it follows).
+    let order: Vec<usize> = (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                (i + 1).min(n - 1)
+            } else {
+                i - 1
+            }
+        })
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let order = if sorted.len() == n {
+        order
+    } else {
+        (0..n).rev().collect()
+    };
+    send(&c, &up, 3, share, &order, None).await;
+    c.finish(&up, 3, len).await.expect(200);
+    assert_eq!(listed(&c, &si).await, vec![3]);
+    let read = srv
+        .state
+        .metrics()
+        .bytes_read_to_verify
+        .load(Ordering::Relaxed);
+    assert!(read > 0 && read < len / 3, "read back {read} of {len}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_write_ahead_replaced_by_a_corrupt_copy_is_refused() {
+    let srv = TestServer::memory(Config::default()).await;
+    let c = srv.client(47);
+    let (shares, enc) = make_shares(40_000, 47);
+    let si = si_text(&enc);
+    let n = chunks(shares[0].len());
+    let rest: Vec<usize> = (0..n).filter(|&i| i != 3).collect();
+    for (seed, share_num, second_ok, status) in [(48u8, 0u8, false, 422u16), (49, 1, true, 200)] {
+        let share = &shares[usize::from(share_num)];
+        let len = share.len() as u64;
+        let up = upload_id(seed);
+        c.allocate(&up, json!({"shares": [share_num], "share_size": len}))
+            .await
+            .expect(201);
+        // Chunk 3 arrives ahead of the hashed prefix, then again (corrupt or not), then the rest.
+        send(&c, &up, share_num, share, &[3], None).await;
+        send(&c, &up, share_num, share, &[3], (!second_ok).then_some(3)).await;
+        send(&c, &up, share_num, share, &rest, None).await;
+        c.finish(&up, share_num, len).await.expect(status);
+    }
+    assert_eq!(listed(&c, &si).await, vec![1]);
+    srv.stop().await;
+}
