@@ -103,7 +103,8 @@ test('an empty file and a one-byte file', async ({ page }) => {
 
 test('a chunk cut by the network is sent again from where the gateway stopped', async ({ page }) => {
   test.setTimeout(120_000);
-  const original = randomBytes(2 * CHUNK + 100);
+  // A small second chunk: Playwright's interception copies every intercepted body.
+  const original = randomBytes(CHUNK + 100);
   await openApp(page);
   let cut = 0;
   await page.route((u) => u.pathname.startsWith('/ciphertext/uploads/') && u.search === `?offset=${CHUNK}`, async (route) => {
@@ -120,7 +121,7 @@ test('a gateway that stops answering mid-upload gives a clear error', async ({ p
   await openApp(page);
   // After the first chunk, nothing reaches the gateway any more.
   await page.route((u) => u.pathname.startsWith('/ciphertext/uploads') && !u.search.includes('offset=0') && !u.search.includes('selection_index'), (route) => route.abort('connectionrefused'));
-  await uploadBuffer(page, randomBytes(3 * CHUNK), 'error');
+  await uploadBuffer(page, randomBytes(CHUNK + 1000), 'error');
   await expect(page.locator('#upload-status')).toHaveText(/^Upload failed: the gateway stopped answering after 8\.0 MiB had been sent/);
   await expect(page.locator('#upload-progress')).toBeHidden();
   await expect(page.locator('#upload-result')).toBeHidden();
@@ -144,7 +145,7 @@ test('refusals by the gateway are shown with its reason, and the session is give
   page.on('request', (r) => { if (r.method() === 'DELETE') deletes.push(new URL(r.url()).pathname); });
   await page.route((u) => u.pathname.startsWith('/ciphertext/uploads/') && u.search === `?offset=${CHUNK}`, (route) =>
     route.fulfill({ status: 503, contentType: 'text/plain', body: 'upload failed: only 2 storage servers accepted shares, 7 are needed\n' }));
-  await uploadBuffer(page, randomBytes(2 * CHUNK), 'error');
+  await uploadBuffer(page, randomBytes(CHUNK + 1000), 'error');
   await expect(page.locator('#upload-status')).toHaveText(
     'Upload failed: the gateway answered 503 to a chunk of the upload: upload failed: only 2 storage servers accepted shares, 7 are needed',
   );
