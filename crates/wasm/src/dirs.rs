@@ -204,12 +204,8 @@ pub fn parse_server_list(body: &[u8]) -> Result<Vec<(ServerId, String)>, Error> 
 /// and its path part (what a signed request's path starts with): `http://h:1/a/` →
 /// (`http://h:1/a`, `/a`).
 pub fn split_base(url: &str) -> (String, String) {
-    let base = url.trim_end_matches('/').to_owned();
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let prefix = base[after_scheme..]
-        .find('/')
-        .map_or(String::new(), |i| base[after_scheme + i..].to_owned());
-    (base, prefix)
+    let url = lafs_client::http::ServerUrl::parse(url);
+    (url.base().to_owned(), url.prefix().to_owned())
 }
 
 impl DirSession {

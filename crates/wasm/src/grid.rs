@@ -10,48 +10,33 @@
 //! writers).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
-use lafs_client::{
-    parse_read_response, BoxFut, Client, ClientConfig, ReadPiece, ServerId, Transport,
-    TransportError,
+use lafs_client::http::{
+    HttpBackend, HttpRequest, HttpResponse, HttpSession, ServerUrl, SessionConfig,
 };
-use lafs_proto::ids::storage_index_to_text;
-use lafs_proto::mutable::{MutableWriteResponse, WireWrite};
-use lafs_proto::signing::{sign_request, RequestParts};
-use lafs_proto::storage::{
-    AdvisoryRequest, AllocateRequest, AllocateResponse, ErrorBody, ErrorCode, FinishRequest,
-    FinishResponse, ShareInfo, SharesResponse, VersionResponse, WriteResponse,
-};
-use lafs_proto::{Nonce, ReadRequest, ShareNum, StorageIndex, UploadId};
-use serde::de::DeserializeOwned;
+use lafs_client::{BoxFut, Client, ClientConfig, ServerId, TransportError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
-use crate::dirs::{parse_server_list, split_base};
+use crate::dirs::parse_server_list;
 use crate::{DirSession, DirUpload, Error, LafsError};
 
 /// Whole-request timeout of one storage request.
 const REQUEST_TIMEOUT_MS: i32 = 60_000;
 
-/// A storage server: id, base URL (no trailing `/`) and the path prefix of that URL.
-struct Server {
-    id: ServerId,
-    base: String,
-    prefix: String,
-}
-
-/// [`Transport`] over the browser's `fetch`.
+/// [`lafs_client::Transport`] over the browser's `fetch`: it only moves bytes; requests,
+/// signatures and answer checks are `lafs_client::http`'s (through [`HttpBackend`]). Versions
+/// are not cached (each upload asks), audiences are; whole shares go through allocate, write
+/// and finish.
 struct FetchTransport {
-    servers: Vec<Server>,
-    key: SigningKey,
-    audiences: Mutex<HashMap<ServerId, String>>,
+    servers: Vec<(ServerId, ServerUrl)>,
+    session: HttpSession,
 }
 
 fn window() -> Result<web_sys::Window, TransportError> {
@@ -77,13 +62,14 @@ fn sleep_ms(ms: i32) -> JsFuture {
     JsFuture::from(promise)
 }
 
-/// One HTTP request; the body of a 2xx answer, else the error it maps to.
+/// One HTTP exchange: the status and whole body of the answer. Only a failure to get one is
+/// an error (unreachable, timed out after [`REQUEST_TIMEOUT_MS`]).
 async fn fetch(
     method: &str,
     url: &str,
     headers: &[(&'static str, String)],
     body: &[u8],
-) -> Result<Vec<u8>, TransportError> {
+) -> Result<HttpResponse, TransportError> {
     let window = window()?;
     let init = web_sys::RequestInit::new();
     init.set_method(method);
@@ -123,140 +109,40 @@ async fn fetch(
     let bytes = JsFuture::from(buf)
         .await
         .map_err(|e| TransportError::Unreachable(js_text(&e)))?;
-    let bytes = js_sys::Uint8Array::new(&bytes).to_vec();
-    let status = resp.status();
-    if (200..300).contains(&status) {
-        return Ok(bytes);
-    }
-    Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-        Ok(b) => TransportError::Status {
-            status,
-            code: b.error,
-            message: b.message,
-        },
-        Err(_) => TransportError::Status {
-            status,
-            code: ErrorCode::Unknown,
-            message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
-        },
+    Ok(HttpResponse {
+        status: resp.status(),
+        body: Bytes::from(js_sys::Uint8Array::new(&bytes).to_vec()),
     })
 }
 
-fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, TransportError> {
-    serde_json::from_slice(body)
-        .map_err(|e| TransportError::Protocol(format!("unexpected response body: {e}")))
-}
+#[async_trait(?Send)]
+impl HttpBackend for FetchTransport {
+    fn session(&self) -> &HttpSession {
+        &self.session
+    }
 
-fn unix_now() -> u64 {
-    (js_sys::Date::now() / 1000.0) as u64
-}
+    fn known_servers(&self) -> Vec<ServerId> {
+        self.servers.iter().map(|(id, _)| *id).collect()
+    }
 
-impl FetchTransport {
-    fn server(&self, id: ServerId) -> Result<&Server, TransportError> {
+    fn server_url(&self, server: ServerId) -> Result<ServerUrl, TransportError> {
         self.servers
             .iter()
-            .find(|s| s.id == id)
-            .ok_or_else(|| TransportError::Unreachable(format!("server {id} is not known")))
+            .find(|(id, _)| *id == server)
+            .map(|(_, url)| url.clone())
+            .ok_or_else(|| TransportError::Unreachable(format!("server {server} is not known")))
     }
 
-    async fn audience(&self, server: ServerId) -> Result<String, TransportError> {
-        let known = self
-            .audiences
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&server)
-            .cloned();
-        match known {
-            Some(a) => Ok(a),
-            None => Ok(self.version(server).await?.server_id),
-        }
+    fn unix_now(&self) -> u64 {
+        (js_sys::Date::now() / 1000.0) as u64
     }
 
-    /// Sends `method path?query` to `server`, signed if `sign`.
-    #[allow(clippy::too_many_arguments)] // private: each argument is one part of the request
-    async fn send(
-        &self,
-        server: ServerId,
-        method: &str,
-        path: &str,
-        query: &str,
-        body: &[u8],
-        sign: bool,
-        json_body: bool,
-    ) -> Result<Vec<u8>, TransportError> {
-        let s = self.server(server)?;
-        let mut url = format!("{}{path}", s.base);
-        if !query.is_empty() {
-            url.push('?');
-            url.push_str(query);
-        }
-        let mut headers: Vec<(&'static str, String)> = Vec::new();
-        if json_body {
-            headers.push(("content-type", "application/json".into()));
-        }
-        if sign {
-            let audience = self.audience(server).await?;
-            let mut nonce = [0u8; 16];
-            getrandom::fill(&mut nonce)
-                .map_err(|_| TransportError::Protocol("random number generator failed".into()))?;
-            let signed_path = format!("{}{path}", s.prefix);
-            // Share data is bound by length only, everything else by digest (as the servers
-            // expect for each endpoint).
-            let parts = RequestParts::for_body(method, &signed_path, query, body);
-            let signed = sign_request(&self.key, &audience, &parts, unix_now(), Nonce(nonce));
-            headers.extend(signed.header_values());
-        }
-        fetch(method, &url, &headers, body).await
+    fn monotonic_ms(&self) -> u64 {
+        // Only read with a version TTL, which this transport does not set.
+        js_sys::Date::now() as u64
     }
 
-    async fn get_json<T: DeserializeOwned>(
-        &self,
-        server: ServerId,
-        path: &str,
-    ) -> Result<T, TransportError> {
-        parse_json(
-            &self
-                .send(server, "GET", path, "", &[], false, false)
-                .await?,
-        )
-    }
-
-    async fn signed_json<Q: serde::Serialize, T: DeserializeOwned>(
-        &self,
-        server: ServerId,
-        method: &str,
-        path: &str,
-        body: &Q,
-    ) -> Result<T, TransportError> {
-        let body = serde_json::to_vec(body).map_err(|e| TransportError::Protocol(e.to_string()))?;
-        parse_json(
-            &self
-                .send(server, method, path, "", &body, true, true)
-                .await?,
-        )
-    }
-
-    async fn read_at(
-        &self,
-        server: ServerId,
-        path: String,
-        req: ReadRequest,
-    ) -> Result<Vec<ReadPiece>, TransportError> {
-        let body = serde_json::to_vec(&req).map_err(|e| TransportError::Protocol(e.to_string()))?;
-        let out = self
-            .send(server, "POST", &path, "", &body, false, true)
-            .await?;
-        parse_read_response(&Bytes::from(out))
-    }
-}
-
-#[async_trait(?Send)]
-impl Transport for FetchTransport {
-    fn servers(&self) -> Vec<ServerId> {
-        self.servers.iter().map(|s| s.id).collect()
-    }
-
-    fn sleep(&self, duration: core::time::Duration) -> BoxFut<()> {
+    fn timer(&self, duration: core::time::Duration) -> BoxFut<()> {
         let ms = i32::try_from(duration.as_millis()).unwrap_or(i32::MAX);
         let wait = sleep_ms(ms);
         Box::pin(async move {
@@ -264,147 +150,18 @@ impl Transport for FetchTransport {
         })
     }
 
-    async fn version(&self, server: ServerId) -> Result<VersionResponse, TransportError> {
-        let v: VersionResponse = self.get_json(server, "/storage/v1/version").await?;
-        self.audiences
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(server, v.server_id.clone());
-        Ok(v)
-    }
-
-    async fn list_shares(
+    async fn send(
         &self,
-        server: ServerId,
-        si: StorageIndex,
-    ) -> Result<Vec<ShareInfo>, TransportError> {
-        let path = format!(
-            "/storage/v1/immutable/{}/shares",
-            storage_index_to_text(&si)
-        );
-        let r: SharesResponse = self.get_json(server, &path).await?;
-        if r.storage_index != si {
-            return Err(TransportError::Protocol(
-                "shares listed for another storage index".into(),
-            ));
-        }
-        Ok(r.shares)
-    }
-
-    async fn read(
-        &self,
-        server: ServerId,
-        si: StorageIndex,
-        req: ReadRequest,
-    ) -> Result<Vec<ReadPiece>, TransportError> {
-        let path = format!("/storage/v1/immutable/{}/read", storage_index_to_text(&si));
-        self.read_at(server, path, req).await
-    }
-
-    async fn allocate(
-        &self,
-        server: ServerId,
-        upload: UploadId,
-        req: AllocateRequest,
-    ) -> Result<AllocateResponse, TransportError> {
-        let path = format!("/storage/v1/upload/{upload}");
-        self.signed_json(server, "POST", &path, &req).await
-    }
-
-    async fn write(
-        &self,
-        server: ServerId,
-        upload: UploadId,
-        share: ShareNum,
-        offset: u64,
-        data: Bytes,
-    ) -> Result<WriteResponse, TransportError> {
-        let path = format!("/storage/v1/upload/{upload}/{share}");
-        let query = format!("offset={offset}");
-        parse_json(
-            &self
-                .send(server, "PUT", &path, &query, &data, true, false)
-                .await?,
+        url: String,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, TransportError> {
+        fetch(
+            request.method.as_str(),
+            &url,
+            &request.headers,
+            &request.body,
         )
-    }
-
-    async fn finish(
-        &self,
-        server: ServerId,
-        upload: UploadId,
-        share: ShareNum,
-        req: FinishRequest,
-    ) -> Result<FinishResponse, TransportError> {
-        let path = format!("/storage/v1/upload/{upload}/{share}/finish");
-        self.signed_json(server, "POST", &path, &req).await
-    }
-
-    async fn abort(&self, server: ServerId, upload: UploadId) -> Result<(), TransportError> {
-        let path = format!("/storage/v1/upload/{upload}");
-        self.send(server, "DELETE", &path, "", &[], true, false)
-            .await
-            .map(|_| ())
-    }
-
-    async fn advise_corrupt(
-        &self,
-        server: ServerId,
-        si: StorageIndex,
-        share: ShareNum,
-        reason: String,
-    ) -> Result<(), TransportError> {
-        let path = format!(
-            "/storage/v1/immutable/{}/{share}/corrupt",
-            storage_index_to_text(&si)
-        );
-        let mut reason = reason;
-        reason.truncate(lafs_proto::storage::MAX_ADVISORY_REASON);
-        let body = serde_json::to_vec(&AdvisoryRequest { reason })
-            .map_err(|e| TransportError::Protocol(e.to_string()))?;
-        self.send(server, "POST", &path, "", &body, true, true)
-            .await
-            .map(|_| ())
-    }
-
-    async fn mutable_list(
-        &self,
-        server: ServerId,
-        si: StorageIndex,
-    ) -> Result<Vec<ShareInfo>, TransportError> {
-        let path = format!("/storage/v1/mutable/{}/shares", storage_index_to_text(&si));
-        let r: SharesResponse = self.get_json(server, &path).await?;
-        if r.storage_index != si {
-            return Err(TransportError::Protocol(
-                "shares listed for another storage index".into(),
-            ));
-        }
-        Ok(r.shares)
-    }
-
-    async fn mutable_read(
-        &self,
-        server: ServerId,
-        si: StorageIndex,
-        req: ReadRequest,
-    ) -> Result<Vec<ReadPiece>, TransportError> {
-        let path = format!("/storage/v1/mutable/{}/read", storage_index_to_text(&si));
-        self.read_at(server, path, req).await
-    }
-
-    async fn mutable_write(
-        &self,
-        server: ServerId,
-        si: StorageIndex,
-        writes: Vec<WireWrite>,
-    ) -> Result<MutableWriteResponse, TransportError> {
-        let path = format!("/storage/v1/mutable/{}/write", storage_index_to_text(&si));
-        let body = lafs_proto::mutable::encode_writes(&writes)
-            .map_err(|e| TransportError::Protocol(e.to_string()))?;
-        parse_json(
-            &self
-                .send(server, "POST", &path, "", &body, true, false)
-                .await?,
-        )
+        .await
     }
 }
 
@@ -436,12 +193,15 @@ impl LafsGrid {
     pub fn connect(gateway_url: String) -> js_sys::Promise {
         future_to_promise(async move {
             let url = format!("{}/grid/servers", gateway_url.trim_end_matches('/'));
-            let body = fetch("GET", &url, &[], &[]).await.map_err(|e| {
-                rejected(Error::Grid {
-                    code: "unreachable",
-                    what: format!("the gateway did not list the storage servers: {e}"),
-                })
-            })?;
+            let body = fetch("GET", &url, &[], &[])
+                .await
+                .and_then(HttpResponse::success)
+                .map_err(|e| {
+                    rejected(Error::Grid {
+                        code: "unreachable",
+                        what: format!("the gateway did not list the storage servers: {e}"),
+                    })
+                })?;
             let list = parse_server_list(&body).map_err(rejected)?;
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|_| {
@@ -450,18 +210,20 @@ impl LafsGrid {
                     what: "random number generator failed".into(),
                 })
             })?;
-            let servers: Vec<Server> = list
+            let servers: Vec<(ServerId, ServerUrl)> = list
                 .into_iter()
-                .map(|(id, url)| {
-                    let (base, prefix) = split_base(&url);
-                    Server { id, base, prefix }
-                })
+                .map(|(id, url)| (id, ServerUrl::parse(&url)))
                 .collect();
             let count = servers.len();
             let transport = FetchTransport {
                 servers,
-                key: SigningKey::from_bytes(&seed),
-                audiences: Mutex::new(HashMap::new()),
+                session: HttpSession::new(
+                    SigningKey::from_bytes(&seed),
+                    SessionConfig {
+                        version_ttl_ms: 0,
+                        whole_share_put: false,
+                    },
+                ),
             };
             let defaults = ClientConfig::default();
             let happy = defaults
