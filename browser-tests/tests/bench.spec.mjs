@@ -13,6 +13,8 @@ import { sha, useGrid, openApp } from '../helpers.mjs';
 test.skip(!process.env.LAFS_BENCH, 'benchmark: set LAFS_BENCH=1 to run');
 
 const MIB = Number(process.env.LAFS_BENCH_MIB ?? 32);
+/** LAFS_BENCH_PARTS=upload (or download) measures only that side; both by default. */
+const PARTS = process.env.LAFS_BENCH_PARTS ?? 'download,upload';
 const rate = (bytes, ms) => `${((bytes / 1e6) / (ms / 1000)).toFixed(1)} MB/s`;
 
 const grid = useGrid();
@@ -39,7 +41,7 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
     ['webcrypto in the page, no workers', 'webcrypto', '?workers=0'],
     ['wasm', 'wasm', '?crypto=wasm'],
   ];
-  for (const [label, mode, query] of modes) {
+  for (const [label, mode, query] of PARTS.includes('download') ? modes : []) {
     await openApp(page, grid.url, query);
     await page.evaluate((c) => { location.hash = c; }, cap);
     await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 600_000 });
@@ -62,7 +64,7 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
   }
 
   // Read whole into memory (no service worker: ?sw=off).
-  for (const [label, mode, query] of modes) {
+  for (const [label, mode, query] of PARTS.includes('download') ? modes : []) {
     await openApp(page, grid.url, `?sw=off${query.replace('?', '&')}`);
     await page.evaluate((c) => { location.hash = c; }, cap);
     await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 600_000 });
@@ -71,7 +73,7 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
     figures.push([`browser (${label}): into memory, download + verify + decrypt (in the page, ?sw=off)`, rate(d.bytes, d.ms)]);
   }
 
-  for (const mode of ['webcrypto', 'wasm']) {
+  for (const mode of PARTS.includes('upload') ? ['webcrypto', 'wasm'] : []) {
     await openApp(page, grid.url, mode === 'wasm' ? '?crypto=wasm' : '');
     await page.locator('#upload-input').setInputFiles(inputFile);
     await expect(page.locator('html')).toHaveAttribute('data-upload-state', 'done', { timeout: 600_000 });
