@@ -2,13 +2,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a test failure.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::Receiver;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{lines, read_key_values, ChildGuard};
 
 const LAFS: &str = env!("CARGO_BIN_EXE_lafs");
 /// Bound on every wait for the child.
@@ -143,43 +145,6 @@ fn create_rejects_bad_arguments_and_defaults_to_loopback() {
     assert!(!config.contains("0.0.0.0"), "{config}");
 }
 
-/// Kills the child (SIGKILL) if the test did not reap it.
-struct ChildGuard(Option<Child>);
-
-impl ChildGuard {
-    fn pid(&self) -> u32 {
-        self.0.as_ref().unwrap().id()
-    }
-
-    fn wait_timeout(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(s) = self.0.as_mut().unwrap().try_wait().unwrap() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    fn stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(e) = self.0.as_mut().and_then(|c| c.stderr.as_mut()) {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn spawn_run(dir: &Path) -> ChildGuard {
     let child = Command::new(LAFS)
         .args(["run", dir.to_str().unwrap()])
@@ -192,34 +157,11 @@ fn spawn_run(dir: &Path) -> ChildGuard {
     ChildGuard(Some(child))
 }
 
-/// The lines of `r`, read on a thread (so waits can be bounded with `recv_timeout`).
-fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 /// Reads `key = "value"` lines from the child's stdout until `keys` are all seen.
 fn read_urls(child: &mut ChildGuard, keys: &[&str]) -> Vec<(String, String)> {
-    let rx = lines(child.0.as_mut().unwrap().stdout.take().unwrap());
-    let mut out = Vec::new();
-    let deadline = Instant::now() + WAIT;
-    while out.len() < keys.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no URLs printed in time; stderr:\n{}", child.stderr()));
-        let (k, v) = line.split_once(" = ").unwrap();
-        out.push((k.to_owned(), v.trim_matches('"').to_owned()));
-    }
-    out
+    let rx = lines(child.child().stdout.take().unwrap());
+    read_key_values(&rx, keys.len(), Instant::now() + WAIT)
+        .unwrap_or_else(|| panic!("no URLs printed in time; stderr:\n{}", child.stderr()))
 }
 
 /// A plain HTTP/1.1 GET; returns (status, body).
@@ -323,7 +265,7 @@ fn run_serves_all_roles_and_stops_on_sigterm() {
     let cdir = tmp.path().join("client");
     create_node(&cdir, "client", &["--introducer", &intro]);
     let mut client = spawn_run(&cdir);
-    let client_err = lines(client.0.as_mut().unwrap().stderr.take().unwrap());
+    let client_err = lines(client.child().stderr.take().unwrap());
     let mut seen = String::new();
     let deadline = Instant::now() + WAIT;
     while !seen.contains("storage server available") {

@@ -3,51 +3,15 @@
 //! (SIGINT) and a clean exit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+mod common;
+use common::{lines, wait_for_line, ChildGuard};
 
 const LAFS: &str = env!("CARGO_BIN_EXE_lafs");
-
-/// Kills the child on drop, so a failing test leaves no grid running.
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Reads stdout lines on a thread (so waiting for a line has a timeout).
-fn lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_for_line(rx: &mpsc::Receiver<String>, prefix: &str, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.starts_with(prefix) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("no line starting with {prefix:?}: {e}"),
-        }
-    }
-}
 
 /// A plain HTTP/1.1 GET (no client library needed); returns status and body.
 fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
@@ -95,7 +59,7 @@ fn demo_grid_put_get_gateway_and_ctrl_c() {
         .unwrap();
     let rx = lines(child.stdout.take().unwrap());
     let pid = child.id();
-    let mut guard = Guard(Some(child));
+    let mut guard = ChildGuard(Some(child));
     let line = wait_for_line(&rx, "web UI:", Duration::from_secs(60));
     let url = line.split_whitespace().last().unwrap().to_owned();
     let addr = url
@@ -178,17 +142,8 @@ fn demo_grid_put_get_gateway_and_ctrl_c() {
         .unwrap();
     assert!(kill.success());
     wait_for_line(&rx, "lafs demo stopped", Duration::from_secs(20));
-    let mut child = guard.0.take().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lafs demo did not exit after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = guard
+        .wait_timeout(Duration::from_secs(20))
+        .expect("lafs demo did not exit after SIGINT");
     assert!(status.success(), "{status}");
 }

@@ -1,23 +1,16 @@
 //! `lafs put`, `get` and `check` against a real local grid of `lafs run` processes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a test failure.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{lines, read_key_values, ChildGuard as Node};
 
 const LAFS: &str = env!("CARGO_BIN_EXE_lafs");
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Kills the node (SIGKILL) when dropped.
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn lafs(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(LAFS)
@@ -59,26 +52,35 @@ fn start(dir: &Path, roles: &str, extra: &[&str]) -> (Node, Vec<(String, String)
         .spawn()
         .unwrap();
     let want = roles.split(',').filter(|r| *r != "client").count();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + WAIT;
-    let mut urls = Vec::new();
-    while urls.len() < want {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("node printed no URLs in time");
-        let (k, v) = line.split_once(" = ").unwrap();
-        urls.push((k.to_owned(), v.trim_matches('"').to_owned()));
+    let rx = lines(child.stdout.take().unwrap());
+    let urls =
+        read_key_values(&rx, want, Instant::now() + WAIT).expect("node printed no URLs in time");
+    (Node(Some(child)), urls)
+}
+
+/// A grid of four storage nodes in a temporary directory: node `a` (introducer, storage and
+/// client) and three storage nodes announced through it. Dropping the nodes stops them.
+fn four_node_grid() -> (tempfile::TempDir, Vec<Node>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, urls) = start(
+        &tmp.path().join("a"),
+        "introducer,storage,client",
+        &["--storage-port", "0"],
+    );
+    let intro = &urls.iter().find(|(k, _)| k == "introducer").unwrap().1;
+    let mut nodes = vec![a];
+    for i in 0..3 {
+        let d = tmp.path().join(format!("s{i}"));
+        nodes.push(
+            start(
+                &d,
+                "storage",
+                &["--introducer", intro, "--storage-port", "0"],
+            )
+            .0,
+        );
     }
-    (Node(child), urls)
+    (tmp, nodes)
 }
 
 fn data(len: usize) -> Vec<u8> {
@@ -87,27 +89,8 @@ fn data(len: usize) -> Vec<u8> {
 
 #[test]
 fn put_get_check_on_a_local_grid() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, mut nodes) = four_node_grid();
     let a = tmp.path().join("a");
-    let (_na, urls) = start(&a, "introducer,storage,client", &["--storage-port", "0"]);
-    let intro = urls
-        .iter()
-        .find(|(k, _)| k == "introducer")
-        .unwrap()
-        .1
-        .clone();
-    let mut others = Vec::new();
-    for i in 0..3 {
-        let d = tmp.path().join(format!("s{i}"));
-        others.push(
-            start(
-                &d,
-                "storage",
-                &["--introducer", &intro, "--storage-port", "0"],
-            )
-            .0,
-        );
-    }
     let node = a.to_str().unwrap();
     let grid = ["--node", node, "-k", "2", "-n", "4", "--happy", "4"];
 
@@ -167,7 +150,7 @@ fn put_get_check_on_a_local_grid() {
     assert!(text.contains("every share read and verified"), "{text}");
 
     // One storage node dies: the file still reads, check says it is not healthy (exit 2).
-    drop(others.pop());
+    drop(nodes.pop());
     let o = lafs(&["get", &cap, "--node", node], None);
     assert_eq!(o.stdout, content, "{}", String::from_utf8_lossy(&o.stderr));
     let o = lafs(&["check", &cap, "--node", node, "--happy", "4"], None);
@@ -196,27 +179,8 @@ fn put_get_check_on_a_local_grid() {
 
 #[test]
 fn directories_aliases_and_copies_on_a_local_grid() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, _nodes) = four_node_grid();
     let a = tmp.path().join("a");
-    let (_na, urls) = start(&a, "introducer,storage,client", &["--storage-port", "0"]);
-    let intro = urls
-        .iter()
-        .find(|(k, _)| k == "introducer")
-        .unwrap()
-        .1
-        .clone();
-    let mut others = Vec::new();
-    for i in 0..3 {
-        let d = tmp.path().join(format!("s{i}"));
-        others.push(
-            start(
-                &d,
-                "storage",
-                &["--introducer", &intro, "--storage-port", "0"],
-            )
-            .0,
-        );
-    }
     let node = a.to_str().unwrap();
     let run = |args: &[&str]| {
         let mut v = args.to_vec();
