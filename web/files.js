@@ -22,6 +22,8 @@ const MiB = 1024 * 1024;
 const BATCH_BYTES = 4 * MiB;
 /** Ciphertext requests kept in flight while a file is read (pipelining). */
 const FETCH_DEPTH = 4;
+/** Segments per proof request to the gateway (its proof and leaf hashes: ~70 bytes a segment). */
+const PROOF_WINDOW = 1024;
 /**
  * Plaintext bytes per batch read from the storage servers (one range request per data share);
  * `?direct-batch-mib=N` to try others. Larger batches mean fewer requests, each costing the
@@ -511,9 +513,8 @@ class OpenFile {
     if (this.pool.length < FETCH_DEPTH + 1 && bytes.buffer.byteLength > 0) this.pool.push(new Uint8Array(bytes.buffer));
   }
 
-  /** The proof (JSON text) of segments [a, b); none is needed for a batch of every segment. */
+  /** The proof of segments [a, b) with their leaf hashes (JSON text). */
   fetchProof(a, b, signal) {
-    if (a === 0 && b === this.nseg) return Promise.resolve('{"proof":[]}');
     return fetchOk(`${this.base}?t=proof&segments=${a}-${b - 1}`, { signal }).then((x) => x.text());
   }
 
@@ -522,7 +523,12 @@ class OpenFile {
     let pooled = true;
     try {
       if (this.failed) throw this.failed;
-      this.r.addProof(proof);
+      // `proof`: JSON text, or a window's { text, added } shared by its batches (added once).
+      if (typeof proof === 'string') this.r.addProof(proof);
+      else if (!proof.added) {
+        this.r.addProof(proof.text);
+        proof.added = true;
+      }
       const offset = a * this.segSize;
       const pool = this.key && offset % 16 === 0 ? workers() : [];
       if (pool.length > 0) {
@@ -667,8 +673,9 @@ class OpenFile {
     const abort = new AbortController();
     // One request for the ciphertext of the whole range: the gateway serves a long range much
     // faster than many short ones (docs/performance.md). It is read a batch at a time, so TCP
-    // paces the gateway to the reader. Each batch gets its own small proof request, so that
-    // every batch can be verified (and released) on its own.
+    // paces the gateway to the reader. One proof request per window of up to PROOF_WINDOW
+    // segments brings the proof and the leaf hashes of all its segments (checked against the
+    // root in wasm at once), so that every batch can be verified (and released) on its own.
     const ctStart = batches[0][0] * seg;
     const ctEnd = Math.min(last * seg, this.size);
     let body = fetchOk(this.base, { headers: { Range: `bytes=${ctStart}-${ctEnd - 1}` }, signal: abort.signal })
@@ -676,13 +683,26 @@ class OpenFile {
     body.catch(() => {});
     const inflight = [];
     let next = 0;
+    const first = batches[0][0];
+    const windows = new Map(); // window number -> promise of { text, added }
+    const proofFor = (a) => {
+      const w = Math.floor((a - first) / PROOF_WINDOW);
+      if (!windows.has(w)) {
+        const ws = first + w * PROOF_WINDOW;
+        const p = this.fetchProof(ws, Math.min(last, ws + PROOF_WINDOW), abort.signal)
+          .then((text) => ({ text, added: false }));
+        p.catch(() => {});
+        windows.set(w, p);
+      }
+      return windows.get(w);
+    };
     // Each batch is verified and decrypted as soon as it is read (WebCrypto works off the main
     // thread), while earlier batches are still being handed over: pieces come out in order.
     const fill = () => {
       while (inflight.length < FETCH_DEPTH && next < batches.length) {
         const [a, b] = batches[next++];
         const len = Math.min(b * seg, this.size) - a * seg;
-        const proof = this.fetchProof(a, b, abort.signal);
+        const proof = proofFor(a);
         const reader = body;
         const bytes = reader.then((rd) => rd.readExactly(len, this.takeBuffer()));
         body = bytes.then(() => reader); // the next batch is read after this one

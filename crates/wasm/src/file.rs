@@ -94,8 +94,11 @@ impl FileReader {
         self.ueb.map_or(0.0, |u| u.num_segments() as f64)
     }
 
-    /// Adds the proof of a `GET /ciphertext/$VERIFYCAP?t=proof` answer (its JSON text). Only its
-    /// `proof` nodes are used; they are checked against the root from the verified UEB.
+    /// Adds the proof of a `GET /ciphertext/$VERIFYCAP?t=proof` answer (its JSON text): its
+    /// `proof` nodes and, if it has them, its `leaves` (the leaf hashes of segments
+    /// `first_segment..=last_segment`). All are checked against the root from the verified UEB:
+    /// with the leaves, one proof verifies every segment of a long range up front, each segment
+    /// then only has to hash to its leaf (no proof per batch).
     #[wasm_bindgen(js_name = addProof)]
     pub fn add_proof(&mut self, json: &str) -> Result<(), LafsError> {
         let tree = self.tree.as_mut().ok_or(Error::InvalidUse)?;
@@ -124,6 +127,26 @@ impl FileReader {
                 .and_then(|b| Hash::from_slice(&b))
                 .ok_or_else(bad)?;
             nodes.push((NodeIndex(index), hash));
+        }
+        if let Some(leaves) = value.get("leaves").and_then(|l| l.as_array()) {
+            let first = value
+                .get("first_segment")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(bad)?;
+            let num = tree.num_leaves();
+            for (i, leaf) in leaves.iter().enumerate() {
+                let hash = leaf
+                    .as_str()
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|b| Hash::from_slice(&b))
+                    .ok_or_else(bad)?;
+                let index = first
+                    .checked_add(i)
+                    .and_then(|j| lafs_hashtree::leaf_node_index(num, j).ok())
+                    .ok_or_else(bad)?;
+                nodes.push((index, hash));
+            }
         }
         tree.add_nodes(&nodes).map_err(Error::from)?;
         Ok(())
@@ -466,6 +489,50 @@ mod tests {
                 .unwrap_err()
                 .code(),
             "invalid-use"
+        );
+    }
+
+    #[test]
+    fn leaves_of_a_proof_verify_a_whole_range_at_once() {
+        let (mut r, _, ct, ueb) = setup(20_000);
+        r.set_ueb(&ueb.to_bytes()).unwrap();
+        let leaves: Vec<Hash> = ct
+            .chunks(4096)
+            .map(|s| tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[s]))
+            .collect();
+        let with_leaves = |first: usize, end: usize, flip: bool| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&proof_json(&ueb, &ct, first..end)).unwrap();
+            let mut hexes: Vec<String> = leaves[first..end].iter().map(|h| h.to_hex()).collect();
+            if flip {
+                hexes[0] = Hash([7; 32]).to_hex();
+            }
+            v["first_segment"] = serde_json::json!(first);
+            v["leaves"] = serde_json::json!(hexes);
+            v.to_string()
+        };
+        r.add_proof(&with_leaves(2, 5, false)).unwrap();
+        // Each segment of the range now verifies on its own, in any order, without more proofs.
+        let d = digests(&ct, 4096);
+        assert_eq!(r.verify_digests(3.0, &d[96..128], 4096.0), Ok(12288.0));
+        assert_eq!(r.verify_digests(2.0, &d[64..96], 4096.0), Ok(8192.0));
+        let mut bad = d[128..].to_vec();
+        bad[0] ^= 1;
+        assert_eq!(
+            r.verify_digests(4.0, &bad, (20_000 - 4 * 4096) as f64)
+                .unwrap_err()
+                .code(),
+            "integrity"
+        );
+        // Outside the range: still needs its proof.
+        assert_eq!(
+            r.verify_digests(0.0, &d[..32], 4096.0).unwrap_err().code(),
+            "integrity"
+        );
+        // A wrong leaf is refused.
+        assert_eq!(
+            r.add_proof(&with_leaves(2, 5, true)).unwrap_err().code(),
+            "integrity"
         );
     }
 
