@@ -99,6 +99,40 @@ impl PartialTree {
         self.verified.get(&index.0).copied()
     }
 
+    /// Number of hashes held (verified, pending and derived, the root included): the tree's
+    /// memory is this times about 40 bytes plus map overhead.
+    pub fn held_nodes(&self) -> usize {
+        self.verified.len() + self.pending.len() + self.derived.len()
+    }
+
+    /// Forgets every hash except the root, the verified nodes on leaf `leaf`'s path to the root
+    /// and the verified siblings of that path; pending (unproven) hashes are dropped too. What
+    /// is kept is at most `2 × height + 1` hashes, and it is exactly what a proof of a
+    /// neighbouring leaf shares with the proof of `leaf`, so a reader that calls this after
+    /// each leaf it verifies holds O(log leaves) hashes however many leaves it reads, while a
+    /// sequential reader asks for no more proof nodes than if nothing had been forgotten (a
+    /// later leaf's proof only needs nodes right of `leaf`'s path). Forgotten nodes are
+    /// simply asked for again by [`missing_for`](Self::missing_for) if needed. A `leaf` out of
+    /// range keeps only the root.
+    pub fn retain_path(&mut self, leaf: usize) {
+        self.pending.clear();
+        self.derived.clear();
+        let mut keep = BTreeMap::new();
+        keep.insert(0, self.root());
+        if leaf < self.shape.num_leaves {
+            let mut cur = self.shape.leaf_node(leaf);
+            while let (Some(sib), Some(parent)) = (cur.sibling(), cur.parent()) {
+                for n in [cur, sib] {
+                    if let Some(h) = self.verified.get(&n.0) {
+                        keep.insert(n.0, *h);
+                    }
+                }
+                cur = parent;
+            }
+        }
+        self.verified = keep;
+    }
+
     /// The nodes still needed to verify leaves `range` given what is already verified: the
     /// subset of [`proof_indices`] that is neither verified nor computable from verified nodes.
     pub fn missing_for(&self, range: Range<usize>) -> Result<Vec<NodeIndex>, Error> {
@@ -268,6 +302,49 @@ mod tests {
         assert_eq!(b.verified_leaf(2), Some(l[2]));
         // Its neighbour now needs only itself (its sibling, leaf 2, is verified).
         assert_eq!(b.missing_for(3..4).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn retain_path_bounds_memory_and_keeps_sequential_proofs_minimal() {
+        let n = 1000;
+        let l = leaves(n);
+        let t = HashTree::from_leaves(&l);
+        let mut full = PartialTree::new(t.root(), n).unwrap();
+        let mut pruned = PartialTree::new(t.root(), n).unwrap();
+        let height = 10; // 1000 leaves: a tree of 1024 leaves, 10 levels under the root.
+        for (j, leaf) in l.iter().enumerate() {
+            let need_full = full.missing_for(j..j + 1).unwrap();
+            let need_pruned = pruned.missing_for(j..j + 1).unwrap();
+            // Reading in order, forgetting costs no extra proof node.
+            assert_eq!(need_full, need_pruned, "leaf {j}");
+            for p in [&mut full, &mut pruned] {
+                let nodes: Vec<_> = need_full
+                    .iter()
+                    .map(|i| (*i, t.node(*i).unwrap()))
+                    .collect();
+                p.add_nodes(&nodes).unwrap();
+                p.add_leaf(j, *leaf).unwrap();
+                assert_eq!(p.verified_leaf(j), Some(*leaf));
+            }
+            pruned.retain_path(j);
+            assert!(pruned.held_nodes() <= 2 * height + 1, "leaf {j}");
+        }
+        assert!(full.held_nodes() > n, "without forgetting every leaf stays");
+        // Random access after forgetting still verifies, asking for the proof again.
+        let need = pruned.missing_for(3..4).unwrap();
+        assert!(!need.is_empty());
+        let nodes: Vec<_> = need.iter().map(|i| (*i, t.node(*i).unwrap())).collect();
+        pruned.add_nodes(&nodes).unwrap();
+        assert!(
+            pruned.add_leaf(3, l[4]).is_err(),
+            "a wrong leaf is still refused"
+        );
+        pruned.add_nodes(&nodes).unwrap();
+        pruned.add_leaf(3, l[3]).unwrap();
+        assert_eq!(pruned.verified_leaf(3), Some(l[3]));
+        pruned.retain_path(n);
+        assert_eq!(pruned.held_nodes(), 1);
+        assert_eq!(pruned.root(), t.root());
     }
 
     #[test]
