@@ -4,44 +4,16 @@
 // download benchmark (storage servers vs gateway, into memory vs streamed save), next to
 // `lafs get` in the same run.
 import { test, expect } from '@playwright/test';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { startGrid, lafsBin } from '../grid.mjs';
+import { lafsBin } from '../grid.mjs';
 import { launchRaw, openTab } from '../raw-chromium.mjs';
-
-test.describe.configure({ mode: 'serial' });
+import { bytes, sha, useGrid, recordRequests, expectNoSecret } from '../helpers.mjs';
 
 const MiB = 1 << 20;
-const sha = (b) => createHash('sha256').update(b).digest('hex');
 
-/** Deterministic pseudo-random bytes (xorshift32). */
-function bytes(n, seed = 1) {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return Buffer.from(out);
-}
-
-let grid;
-test.beforeAll(async () => {
-  test.setTimeout(120_000);
-  grid = await startGrid();
-});
-test.afterAll(async () => {
-  await grid?.stop();
-});
-
-function recordRequests(page) {
-  const seen = [];
-  page.on('request', (r) => seen.push(r));
-  return seen;
-}
+const grid = useGrid();
 
 /**
  * Opens `cap` in the page (`query` e.g. '?sw=off') and waits until it is shown; `loaded` runs
@@ -62,16 +34,6 @@ async function save(page) {
     page.locator('#file-download').click(),
   ]);
   return readFileSync(await download.path());
-}
-
-/** No request holds the cap or its key part; shares go to storage servers by storage index. */
-async function expectNoSecret(requests, cap) {
-  for (const r of requests) {
-    const seen = [r.url(), JSON.stringify(await r.allHeaders()), r.postData() ?? ''].join('\n');
-    for (const needle of [cap, cap.slice(6), cap.toUpperCase()]) {
-      expect(seen, `request ${r.method()} ${r.url()}`).not.toContain(needle);
-    }
-  }
 }
 
 const shareReads = (requests) =>
