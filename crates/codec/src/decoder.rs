@@ -118,7 +118,11 @@ struct ReadState {
 /// ciphertext root, so no unverified byte is ever output.
 ///
 /// Memory: one segment (k blocks, O(segment size)), the suffixes given to `add_trailer`, and
-/// the verified tree nodes (32 bytes per node, O(log S) per segment read).
+/// per tree (the ciphertext tree and each share's block tree) only the verified path of the
+/// last segment read and its siblings: at most `2 × log2(S) + 1` hashes of 32 bytes, however
+/// many segments are read ([`held_tree_nodes`](Self::held_tree_nodes)). Sequential reads ask
+/// for no more proof nodes than if everything had been kept; a seek asks again for the upper
+/// nodes it needs.
 pub struct Decoder {
     storage_index: StorageIndex,
     key: Option<ReadKey>,
@@ -168,6 +172,19 @@ impl Decoder {
     /// The file size, once known.
     pub fn file_size(&self) -> Option<u64> {
         self.ueb.map(|u| u.file_size)
+    }
+
+    /// Number of hash-tree nodes held over all trees (ciphertext tree and block trees): bounded
+    /// by `(shares + 1) × (2 × log2(segments) + 1)` whatever the number of segments read.
+    pub fn held_tree_nodes(&self) -> usize {
+        self.ciphertext_tree
+            .as_ref()
+            .map_or(0, PartialTree::held_nodes)
+            + self
+                .shares
+                .values()
+                .map(|s| s.block_tree.held_nodes())
+                .sum::<usize>()
     }
 
     /// Shares found corrupt so far.
@@ -590,6 +607,11 @@ impl Decoder {
                 && st.block_tree.verified_leaf(j) == Some(leaf)
         });
         if ok {
+            // Only this leaf's path (and its siblings) is worth keeping: later segments' proofs
+            // share nothing else with it, so the tree stays O(log segments) however much is read.
+            if let Some(st) = self.shares.get_mut(&share) {
+                st.block_tree.retain_path(j);
+            }
             slot.block = Some(block);
             Ok(())
         } else {
@@ -703,6 +725,8 @@ impl Decoder {
                 });
             }
         }
+        // As for the block trees: keep only what the next segments' proofs can share.
+        tree.retain_path(j);
 
         let out_start = read.pos.max(seg_range.start);
         let out_end = read.end.min(seg_range.end);
