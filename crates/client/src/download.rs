@@ -225,6 +225,13 @@ impl Download {
             .unwrap_or_default()
     }
 
+    /// Hash-tree nodes held by the idle decoders (those not fetching a segment right now).
+    /// Bounded by O(depth × shares × log segments) whatever the file size; exposed for tests.
+    #[doc(hidden)]
+    pub fn held_tree_nodes(&self) -> usize {
+        self.spare.iter().map(Decoder::held_tree_nodes).sum()
+    }
+
     /// Servers that failed during this download.
     pub fn failed_servers(&self) -> Vec<ServerId> {
         self.ctx
