@@ -150,6 +150,22 @@ pub enum Error {
         /// What was seen.
         detail: String,
     },
+    /// A share of a mutable version is larger than any accepting server takes in one write
+    /// request (their announced `max_request_body`). Nothing was written: the previous
+    /// version is unchanged. Raise the servers' request limit or use more shares per file.
+    #[error(
+        "a share of this version is {share_bytes} bytes, more than the {limit}-byte request \
+         limit of every accepting server ({accepting} of them); raise the storage servers' \
+         request limit or encode with more shares"
+    )]
+    ShareTooLarge {
+        /// Bytes of the largest whole share to send.
+        share_bytes: u64,
+        /// The largest request limit among the accepting servers.
+        limit: u64,
+        /// Servers that accept mutable shares.
+        accepting: usize,
+    },
     /// A server failed to store a mutable share (other than a seqnum conflict).
     #[error("mutable write to server {server} failed: {error}")]
     MutableWrite {

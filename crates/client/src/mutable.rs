@@ -114,6 +114,14 @@ fn wire(w: ShareWrite) -> Result<WireWrite, Error> {
     })
 }
 
+/// Bytes of share data one write carries (its body, apart from framing).
+fn write_bytes(w: &ShareWrite) -> u64 {
+    match w {
+        ShareWrite::Whole { data, .. } => data.len() as u64,
+        ShareWrite::Patch { patches, .. } => patches.iter().map(|p| p.data.len() as u64).sum(),
+    }
+}
+
 /// Where the writes of a publish landed.
 #[derive(Debug, Default)]
 struct Sent {
@@ -306,13 +314,30 @@ impl Client {
         )
         .await;
         let reachable = versions.iter().filter(|(_, v)| v.is_ok()).count();
+        let writes = encoded.writes();
+        // A whole share must fit in one write request: servers that announce a smaller
+        // request limit could only cut the connection mid-body, so they are not asked.
+        let largest = writes.iter().map(write_bytes).max().unwrap_or(0);
+        let mut accepting_any = 0usize;
+        let mut largest_limit = 0u64;
         let accepting: Vec<ServerId> = versions
             .into_iter()
             .filter_map(|(s, v)| match v {
-                Ok(v) if v.accepts_mutable && !v.read_only => Some(s),
+                Ok(v) if v.accepts_mutable && !v.read_only => {
+                    accepting_any += 1;
+                    largest_limit = largest_limit.max(v.limits.max_request_body);
+                    (largest <= v.limits.max_request_body).then_some(s)
+                }
                 _ => None,
             })
             .collect();
+        if accepting.is_empty() && accepting_any > 0 {
+            return Err(Error::ShareTooLarge {
+                share_bytes: largest,
+                limit: largest_limit,
+                accepting: accepting_any,
+            });
+        }
         let n = params.n();
         let needed = usize::from(self.config.happy.min(n)).max(1);
         let not_happy = |achieved: usize| Error::NotHappy {
@@ -329,7 +354,6 @@ impl Client {
             return Err(not_happy(possible));
         }
         let holders = located.holders();
-        let writes = encoded.writes();
         let mut plan: BTreeMap<ServerId, Vec<WireWrite>> = BTreeMap::new();
         let mut next = 0usize;
         for w in &writes {

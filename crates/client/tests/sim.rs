@@ -604,11 +604,11 @@ fn uploads_with_a_spawner_encode_elsewhere_and_agree() {
 
 /// Runs each spawned future on its own thread, every other one late, so that segments
 /// encoded at once finish out of order.
-struct LateSpawner(std::sync::atomic::AtomicU64);
+struct LateSpawner(AtomicU64);
 
 impl lafs_client::Spawn for LateSpawner {
     fn spawn(&self, fut: lafs_client::BoxFut<()>) {
-        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
         std::thread::spawn(move || {
             if n % 2 == 0 {
                 std::thread::sleep(std::time::Duration::from_millis(5));
@@ -625,7 +625,7 @@ fn segments_encoded_at_once_and_finishing_out_of_order_give_the_same_shares() {
     let plain = block_on(c0.upload_bytes(&d, opts())).unwrap();
     let (g, _) = grid(10, 114);
     let mut cfg = config();
-    let spawner = Arc::new(LateSpawner(std::sync::atomic::AtomicU64::new(0)));
+    let spawner = Arc::new(LateSpawner(AtomicU64::new(0)));
     cfg.spawner = Some(lafs_client::Spawner(spawner.clone()));
     let c = Client::new(g.clone(), cfg);
     let mut up = c.upload(opts());
@@ -635,7 +635,7 @@ fn segments_encoded_at_once_and_finishing_out_of_order_give_the_same_shares() {
     }
     let spawned = block_on(up.finish()).unwrap();
     // One task per segment.
-    assert_eq!(spawner.0.load(std::sync::atomic::Ordering::Relaxed), 42);
+    assert_eq!(spawner.0.load(Ordering::Relaxed), 42);
     // Same key and file: same storage index, which commits to every byte of every share.
     assert_eq!(spawned.cap, plain.cap);
     assert_eq!(g.total().write_bytes, g0.total().write_bytes);

@@ -212,15 +212,19 @@ async fn a_share_above_the_request_limit_is_reported() {
             ..ClientConfig::default()
         })
         .await;
+    // 15 MiB at 3-of-10 makes 5 MiB shares; the servers announce a 4 MiB request limit, so
+    // the client refuses before sending anything (a server could only cut the body short).
     let err = c.create_mutable(&vec![1u8; 15 << 20]).await.unwrap_err();
     assert!(
         matches!(
             &err,
-            Error::MutableWrite {
-                error: TransportError::Status { status: 413, .. },
-                ..
-            }
+            Error::ShareTooLarge {
+                share_bytes,
+                limit: 4194304,
+                accepting: 4,
+            } if *share_bytes > 5 << 20
         ),
         "{err}"
     );
+    assert!(err.to_string().contains("request limit"), "{err}");
 }
