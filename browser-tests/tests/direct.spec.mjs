@@ -1,6 +1,7 @@
-// Share links read the file's data shares straight from the storage servers (web/direct.js):
-// every block and segment checked in the tab, no cap or key in any request, and the gateway's
-// verifycap endpoint as the fallback when a server fails or lies. With LAFS_BENCH=1 also a
+// With `?direct=on`, share links read the file's data shares straight from the storage servers
+// (web/direct.js): every block and segment checked in the tab, no cap or key in any request, and
+// the gateway's verifycap endpoint as the fallback when a server fails or lies. By default the
+// page reads through the gateway (faster on one machine; see the benchmark). With LAFS_BENCH=1 also a
 // download benchmark (storage servers vs gateway, into memory vs streamed save), next to
 // `lafs get` in the same run.
 import { test, expect } from '@playwright/test';
@@ -46,7 +47,7 @@ test('a streamed file comes from the storage servers, checked in the tab', async
   const original = bytes(20 * MiB + 12345, 7);
   const cap = grid.put(original);
   const requests = recordRequests(page);
-  await open(page, cap);
+  await open(page, cap, '?direct=on');
   expect(await page.evaluate(() => window.lafsTimings.directUnavailable ?? null)).toBeNull();
   await expect(page.locator('html')).toHaveAttribute('data-source', 'storage-servers');
   await expect(page.locator('html')).toHaveAttribute('data-delivery', 'stream');
@@ -66,7 +67,7 @@ test('a small file is read whole from the storage servers', async ({ page }) => 
   const original = bytes(3 * MiB + 5, 8);
   const cap = grid.put(original);
   const requests = recordRequests(page);
-  await open(page, cap);
+  await open(page, cap, '?direct=on');
   await expect(page.locator('html')).toHaveAttribute('data-source', 'storage-servers');
   // Read and verified whole when opened (files up to 16 MiB).
   expect((await page.evaluate(() => window.lafsTimings.download)).via).toBe('storage-servers');
@@ -92,7 +93,7 @@ test('a storage server that alters a block: the gateway serves the file instead'
     return route.fulfill({ response: resp, body });
   });
   const requests = recordRequests(page);
-  await open(page, cap);
+  await open(page, cap, '?direct=on');
   await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown');
   expect(sha(await save(page))).toBe(sha(original));
   expect(altered).toBeGreaterThan(0);
@@ -107,17 +108,17 @@ test('storage servers out of reach: the gateway serves the file', async ({ page 
   const original = bytes(2 * MiB, 10);
   const cap = grid.put(original);
   await page.route(/\/storage\/v1\//, (route) => route.abort());
-  await open(page, cap);
+  await open(page, cap, '?direct=on');
   await expect(page.locator('html')).toHaveAttribute('data-source', 'gateway');
   expect(sha(await save(page))).toBe(sha(original));
   expect(await page.evaluate(() => window.lafsTimings.directUnavailable)).toBeTruthy();
 });
 
-test('?direct=off reads through the gateway', async ({ page }) => {
+test('by default (and with ?direct=off) the page reads through the gateway', async ({ page }) => {
   const original = bytes(1 * MiB, 11);
   const cap = grid.put(original);
   const requests = recordRequests(page);
-  await open(page, cap, '?direct=off');
+  await open(page, cap);
   await expect(page.locator('html')).toHaveAttribute('data-source', 'gateway');
   expect(sha(await save(page))).toBe(sha(original));
   expect(shareReads(requests)).toEqual([]);
@@ -136,7 +137,7 @@ test('shares altered on disk on every server: an integrity error, nothing shown'
     b[1000] ^= 0xff; // inside the first block
     grid.write(p, b);
   }
-  await open(page, cap);
+  await open(page, cap, '?direct=on');
   await expect(page.locator('html')).toHaveAttribute('data-file-state', 'error');
   await expect(page.locator('#file-download')).toBeHidden();
   await expect(page.locator('#file-view')).toBeEmpty();
@@ -267,9 +268,9 @@ test('download throughput: storage servers vs gateway', async ({ page }) => {
     rows.push([`(load average ${load})`, '', '']);
     const extra = (process.env.LAFS_BENCH_DIRECT_QUERY ?? '').replace(/^[?&]?/, '&');
     for (const [label, query] of [
-      ['storage servers, into memory', `?sw=off${extra === '&' ? '' : extra}`],
+      ['storage servers, into memory', `?sw=off&direct=on${extra === '&' ? '' : extra}`],
       ['gateway, into memory', '?sw=off&direct=off'],
-      ['storage servers, streamed save', ''],
+      ['storage servers, streamed save', '?direct=on'],
       ['gateway, streamed save', '?direct=off'],
     ]) {
       let cpu0 = null;
@@ -314,7 +315,7 @@ test('download throughput: storage servers vs gateway', async ({ page }) => {
   const chrome = await launchRaw();
   try {
     for (let round = 0; round < rounds; round++) {
-      for (const [label, query] of [['storage servers', ''], ['gateway', '?direct=off']]) {
+      for (const [label, query] of [['storage servers', '?direct=on'], ['gateway', '?direct=off']]) {
         const sep = query ? '&' : '?';
         const tab = await openTab(chrome, `${grid.url}/${query}${sep}sw=off#${cap}`);
         const d = await evaluateLoaded(tab, `new Promise((resolve) => {

@@ -20,10 +20,10 @@ for (const [name, size] of [['0 bytes', 0], ['1 byte', 1], ['100 KiB', 100 << 10
     expect(sha(saved)).toBe(sha(original));
     await expectNoSecret(requests, cap);
     if (cap.startsWith('lafsr1')) {
-      // The data shares came from the storage servers (the gateway's verifycap endpoints are
-      // the fallback: direct.spec.mjs).
-      expect(requests.some((r) => /\/storage\/v1\/immutable\/\w+\/0$/.test(r.url()))).toBe(true);
-      await expect(page.locator('html')).toHaveAttribute('data-source', 'storage-servers');
+      // Through the gateway's verifycap endpoint by default (`?direct=on` reads the storage
+      // servers: direct.spec.mjs).
+      expect(requests.some((r) => new URL(r.url()).pathname.startsWith('/ciphertext/'))).toBe(true);
+      await expect(page.locator('html')).toHaveAttribute('data-source', 'gateway');
       await expect(page.locator('html')).toHaveAttribute('data-crypto', 'webcrypto');
     }
   });
