@@ -33,10 +33,13 @@ async fn upload_share(c: &Client, up: &str, n: u8, share: &[u8], chunk: usize) {
 
 #[tokio::test]
 async fn full_upload_and_read_cycle_with_real_shares() {
-    let srv = TestServer::memory(Config::default()).await;
-    let c = srv.client(1);
-    let (shares, enc) = make_shares(50_000, 1);
-    let si = si_text(&enc);
+    let Fixture {
+        srv,
+        c,
+        shares,
+        enc,
+        si,
+    } = fixture(50_000, 1).await;
     let size = *enc.share_lens.iter().max().unwrap();
     let up = upload_id(1);
 
@@ -167,15 +170,17 @@ async fn full_upload_and_read_cycle_with_real_shares() {
 
 #[tokio::test]
 async fn resume_after_disconnect_reports_missing_ranges() {
-    let srv = TestServer::memory(Config::default()).await;
-    let c = srv.client(2);
-    let (shares, enc) = make_shares(20_000, 2);
+    let Fixture {
+        srv,
+        c,
+        shares,
+        enc,
+        ..
+    } = fixture(20_000, 2).await;
     let share = &shares[4];
     let len = share.len() as u64;
     let up = upload_id(3);
-    c.allocate(&up, json!({"shares": [4], "share_size": len}))
-        .await
-        .expect(201);
+    c.allocate_share(&up, 4, len).await.expect(201);
     c.write(&up, 4, 0, &share[..1000]).await.expect(200);
     c.write(&up, 4, 2000, &share[2000..]).await.expect(200);
 

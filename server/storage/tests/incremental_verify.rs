@@ -16,21 +16,10 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use common::*;
-use lafs_proto::storage::{ErrorCode, SharesResponse};
-use lafs_storage::Config;
-use serde_json::json;
+use lafs_proto::storage::ErrorCode;
 
 /// Write size: not a multiple of the block size (1366), so writes cut blocks and the header.
 const CHUNK: usize = 3000;
-
-async fn listed(c: &Client, si: &str) -> Vec<u8> {
-    let l: SharesResponse = c
-        .get(&format!("/storage/v1/immutable/{si}/shares"))
-        .await
-        .expect(200)
-        .json();
-    l.shares.iter().map(|s| s.share.0).collect()
-}
 
 /// Sends `share` in `CHUNK`-byte writes in the order `order` (chunk indexes); the write of
 /// chunk `corrupt` (if any) has one byte flipped in flight (same length, so accepted).
@@ -61,39 +50,39 @@ fn chunks(len: usize) -> usize {
     len.div_ceil(CHUNK)
 }
 
+/// Bytes the server has read back from storage to verify shares at finish.
+fn read_to_verify(srv: &TestServer) -> u64 {
+    srv.state
+        .metrics()
+        .bytes_read_to_verify
+        .load(Ordering::Relaxed)
+}
+
 #[tokio::test]
 async fn in_order_writes_are_hashed_as_they_arrive() {
-    let srv = TestServer::memory(Config::default()).await;
-    let c = srv.client(40);
-    let (shares, enc) = make_shares(40_000, 40);
-    let si = si_text(&enc);
+    let Fixture {
+        srv, c, shares, si, ..
+    } = fixture(40_000, 40).await;
     let share = &shares[2];
     let len = share.len() as u64;
     let up = upload_id(40);
-    c.allocate(&up, json!({"shares": [2], "share_size": len}))
-        .await
-        .expect(201);
+    c.allocate_share(&up, 2, len).await.expect(201);
     let order: Vec<usize> = (0..chunks(share.len())).collect();
     send(&c, &up, 2, share, &order, None).await;
     c.finish(&up, 2, len).await.expect(200);
-    assert_eq!(listed(&c, &si).await, vec![2]);
+    assert_eq!(c.listed(&si).await, vec![2]);
     // 10 segments of 4 KiB, the last short: only the last block, the trees and the trailer
     // (a few hundred bytes each) are read back.
-    let read = srv
-        .state
-        .metrics()
-        .bytes_read_to_verify
-        .load(Ordering::Relaxed);
+    let read = read_to_verify(&srv);
     assert!(read > 0 && read < len / 3, "read back {read} of {len}");
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn a_corrupt_byte_in_any_write_is_refused() {
-    let srv = TestServer::memory(Config::default()).await;
-    let c = srv.client(41);
-    let (shares, enc) = make_shares(40_000, 41);
-    let si = si_text(&enc);
+    let Fixture {
+        srv, c, shares, si, ..
+    } = fixture(40_000, 41).await;
     let share = &shares[7];
     let len = share.len() as u64;
     let n = chunks(share.len());
@@ -104,36 +93,31 @@ async fn a_corrupt_byte_in_any_write_is_refused() {
         for bad in 0..n {
             seed += 1;
             let up = upload_id(seed);
-            c.allocate(&up, json!({"shares": [7], "share_size": len}))
-                .await
-                .expect(201);
+            c.allocate_share(&up, 7, len).await.expect(201);
             send(&c, &up, 7, share, order, Some(bad)).await;
             let e = c.finish(&up, 7, len).await.expect(422).error();
             assert_eq!(e.error, ErrorCode::ShareInvalid, "write {bad}");
-            assert!(listed(&c, &si).await.is_empty(), "write {bad}");
+            assert!(c.listed(&si).await.is_empty(), "write {bad}");
         }
     }
     // The same writes, uncorrupted, out of order: filed.
     let up = upload_id(200);
-    c.allocate(&up, json!({"shares": [7], "share_size": len}))
-        .await
-        .expect(201);
+    c.allocate_share(&up, 7, len).await.expect(201);
     let shuffled: Vec<usize> = (0..n).map(|i| (i * 5 + 3) % n).collect();
     let mut sorted = shuffled.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, in_order, "a permutation");
     send(&c, &up, 7, share, &shuffled, None).await;
     c.finish(&up, 7, len).await.expect(200);
-    assert_eq!(listed(&c, &si).await, vec![7]);
+    assert_eq!(c.listed(&si).await, vec![7]);
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn bytes_written_again_are_verified_as_stored() {
-    let srv = TestServer::memory(Config::default()).await;
-    let c = srv.client(42);
-    let (shares, enc) = make_shares(40_000, 42);
-    let si = si_text(&enc);
+    let Fixture {
+        srv, c, shares, si, ..
+    } = fixture(40_000, 42).await;
     let share = &shares[4];
     let len = share.len() as u64;
     let n = chunks(share.len());
@@ -141,45 +125,38 @@ async fn bytes_written_again_are_verified_as_stored() {
 
     // Everything written correctly and hashed, then chunk 2 written again, corrupt.
     let up = upload_id(43);
-    c.allocate(&up, json!({"shares": [4], "share_size": len}))
-        .await
-        .expect(201);
+    c.allocate_share(&up, 4, len).await.expect(201);
     send(&c, &up, 4, share, &order, None).await;
     send(&c, &up, 4, share, &[2], Some(2)).await;
     let e = c.finish(&up, 4, len).await.expect(422).error();
     assert_eq!(e.error, ErrorCode::ShareInvalid);
-    assert!(listed(&c, &si).await.is_empty());
+    assert!(c.listed(&si).await.is_empty());
     // Corrected: the finish now succeeds (the failed finish left the share receiving).
     send(&c, &up, 4, share, &[2], None).await;
     c.finish(&up, 4, len).await.expect(200);
-    assert_eq!(listed(&c, &si).await, vec![4]);
+    assert_eq!(c.listed(&si).await, vec![4]);
 
     // Chunk 0 (the header) corrupt, then written again correctly before the rest.
     let up = upload_id(44);
-    c.allocate(&up, json!({"shares": [5], "share_size": len}))
-        .await
-        .expect(201);
+    c.allocate_share(&up, 5, len).await.expect(201);
     let share5 = &shares[5];
     send(&c, &up, 5, share5, &[0], Some(0)).await;
     send(&c, &up, 5, share5, &order, None).await;
     c.finish(&up, 5, share5.len() as u64).await.expect(200);
-    assert_eq!(listed(&c, &si).await, vec![4, 5]);
+    assert_eq!(c.listed(&si).await, vec![4, 5]);
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn a_truncated_share_does_not_finish() {
-    let srv = TestServer::memory(Config::default()).await;
-    let c = srv.client(45);
-    let (shares, enc) = make_shares(40_000, 45);
-    let si = si_text(&enc);
+    let Fixture {
+        srv, c, shares, si, ..
+    } = fixture(40_000, 45).await;
     let share = &shares[1];
     let len = share.len() as u64;
     let n = chunks(share.len());
     let up = upload_id(45);
-    c.allocate(&up, json!({"shares": [1], "share_size": len}))
-        .await
-        .expect(201);
+    c.allocate_share(&up, 1, len).await.expect(201);
     // All but the last write: the share is incomplete at its real length...
     let order: Vec<usize> = (0..n - 1).collect();
     send(&c, &up, 1, share, &order, None).await;
@@ -188,23 +165,20 @@ async fn a_truncated_share_does_not_finish() {
     let have = ((n - 1) * CHUNK) as u64;
     let e = c.finish(&up, 1, have).await.expect(422).error();
     assert_eq!(e.error, ErrorCode::ShareInvalid);
-    assert!(listed(&c, &si).await.is_empty());
+    assert!(c.listed(&si).await.is_empty());
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn writes_that_overtake_each_other_are_still_hashed_on_arrival() {
-    let srv = TestServer::memory(Config::default()).await;
-    let c = srv.client(46);
-    let (shares, enc) = make_shares(40_000, 46);
-    let si = si_text(&enc);
+    let Fixture {
+        srv, c, shares, si, ..
+    } = fixture(40_000, 46).await;
     let share = &shares[3];
     let len = share.len() as u64;
     let n = chunks(share.len());
     let up = upload_id(46);
-    c.allocate(&up, json!({"shares": [3], "share_size": len}))
-        .await
-        .expect(201);
+    c.allocate_share(&up, 3, len).await.expect(201);
     // Pairs swapped: 1, 0, 3, 2, ... (each odd chunk arrives before the one it follows).
     let order: Vec<usize> = (0..n)
         .map(|i| {
@@ -225,37 +199,30 @@ async fn writes_that_overtake_each_other_are_still_hashed_on_arrival() {
     };
     send(&c, &up, 3, share, &order, None).await;
     c.finish(&up, 3, len).await.expect(200);
-    assert_eq!(listed(&c, &si).await, vec![3]);
-    let read = srv
-        .state
-        .metrics()
-        .bytes_read_to_verify
-        .load(Ordering::Relaxed);
+    assert_eq!(c.listed(&si).await, vec![3]);
+    let read = read_to_verify(&srv);
     assert!(read > 0 && read < len / 3, "read back {read} of {len}");
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn a_write_ahead_replaced_by_a_corrupt_copy_is_refused() {
-    let srv = TestServer::memory(Config::default()).await;
-    let c = srv.client(47);
-    let (shares, enc) = make_shares(40_000, 47);
-    let si = si_text(&enc);
+    let Fixture {
+        srv, c, shares, si, ..
+    } = fixture(40_000, 47).await;
     let n = chunks(shares[0].len());
     let rest: Vec<usize> = (0..n).filter(|&i| i != 3).collect();
     for (seed, share_num, second_ok, status) in [(48u8, 0u8, false, 422u16), (49, 1, true, 200)] {
         let share = &shares[usize::from(share_num)];
         let len = share.len() as u64;
         let up = upload_id(seed);
-        c.allocate(&up, json!({"shares": [share_num], "share_size": len}))
-            .await
-            .expect(201);
+        c.allocate_share(&up, share_num, len).await.expect(201);
         // Chunk 3 arrives ahead of the hashed prefix, then again (corrupt or not), then the rest.
         send(&c, &up, share_num, share, &[3], None).await;
         send(&c, &up, share_num, share, &[3], (!second_ok).then_some(3)).await;
         send(&c, &up, share_num, share, &rest, None).await;
         c.finish(&up, share_num, len).await.expect(status);
     }
-    assert_eq!(listed(&c, &si).await, vec![1]);
+    assert_eq!(c.listed(&si).await, vec![1]);
     srv.stop().await;
 }

@@ -20,31 +20,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::*;
-use lafs_proto::storage::{ErrorCode, PutShareResponse, SharesResponse, UploadStatus};
+use lafs_proto::storage::{ErrorCode, PutShareResponse, UploadStatus};
 use lafs_storage::{AppState, Config, FaultPlan, FaultyStore, FsOptions, FsStore};
-use serde_json::json;
-
-async fn listed(c: &Client, si: &str) -> Vec<u8> {
-    let l: SharesResponse = c
-        .get(&format!("/storage/v1/immutable/{si}/shares"))
-        .await
-        .expect(200)
-        .json();
-    l.shares.iter().map(|s| s.share.0).collect()
-}
 
 #[tokio::test]
 async fn tampered_write_is_never_filed_and_replays_are_refused() {
-    let srv = TestServer::memory(Config::default()).await;
-    let c = srv.client(20);
-    let (shares, enc) = make_shares(20_000, 20);
-    let si = si_text(&enc);
+    let Fixture {
+        srv, c, shares, si, ..
+    } = fixture(20_000, 20).await;
     let share = &shares[1];
     let len = share.len() as u64;
     let up = upload_id(20);
-    c.allocate(&up, json!({"shares": [1], "share_size": len}))
-        .await
-        .expect(201);
+    c.allocate_share(&up, 1, len).await.expect(201);
     let path = format!("/storage/v1/upload/{up}/1?offset=0");
 
     // Signed for the real bytes, one byte changed in flight: same length, so accepted...
@@ -55,7 +42,7 @@ async fn tampered_write_is_never_filed_and_replays_are_refused() {
     // ... but the share does not verify at finish and is not filed.
     let e = c.finish(&up, 1, len).await.expect(422).error();
     assert_eq!(e.error, ErrorCode::ShareInvalid);
-    assert!(listed(&c, &si).await.is_empty());
+    assert!(c.listed(&si).await.is_empty());
     assert_eq!(
         srv.state.metrics().shares_invalid.load(Ordering::Relaxed),
         1
@@ -78,16 +65,19 @@ async fn tampered_write_is_never_filed_and_replays_are_refused() {
     assert!(e.message.contains("replay"), "{}", e.message);
     // The replay changed nothing: the share finishes and is exact.
     c.finish(&up, 1, len).await.expect(200);
-    assert_eq!(listed(&c, &si).await, vec![1]);
+    assert_eq!(c.listed(&si).await, vec![1]);
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn whole_share_put_is_one_request() {
-    let srv = TestServer::memory(Config::default()).await;
-    let c = srv.client(21);
-    let (shares, enc) = make_shares(9_000, 21);
-    let si = si_text(&enc);
+    let Fixture {
+        srv,
+        c,
+        shares,
+        enc,
+        si,
+    } = fixture(9_000, 21).await;
     let m = srv.state.metrics();
     let before = m.requests.load(Ordering::Relaxed);
     let r: PutShareResponse = c.put_share(&si, 3, &shares[3]).await.expect(201).json();
@@ -119,7 +109,7 @@ async fn whole_share_put_is_one_request() {
     c.put_share(&si, 8, &shares[7]).await.expect(422);
     let (other, _) = make_shares(9_000, 22);
     c.put_share(&si, 7, &other[7]).await.expect(422);
-    assert_eq!(listed(&c, &si).await, vec![3, 5]);
+    assert_eq!(c.listed(&si).await, vec![3, 5]);
     assert_eq!(m.shares_invalid.load(Ordering::Relaxed), 3);
 
     // Signed like any write: unsigned 401, replay 401, tampered in flight 422.
@@ -135,7 +125,7 @@ async fn whole_share_put_is_one_request() {
     c.signed("PUT", &format!("{path}?x=1"), shares[7].clone())
         .await
         .expect(400);
-    assert_eq!(listed(&c, &si).await, vec![3, 5, 7]);
+    assert_eq!(c.listed(&si).await, vec![3, 5, 7]);
     srv.stop().await;
 
     // Read-only servers refuse it.
@@ -174,9 +164,7 @@ async fn fs_store_fsyncs_each_share_once() {
         let c = srv.client(23);
         let up = upload_id(23);
         let len = shares[0].len() as u64;
-        c.allocate(&up, json!({"shares": [0], "share_size": len}))
-            .await
-            .expect(201);
+        c.allocate_share(&up, 0, len).await.expect(201);
         let chunks = shares[0].chunks(4096).count() as u64;
         assert!(chunks >= 5);
         for (i, d) in shares[0].chunks(4096).enumerate() {
@@ -187,7 +175,7 @@ async fn fs_store_fsyncs_each_share_once() {
         assert_eq!(store.share_file_syncs(), per_write + 1);
         c.put_share(&si, 1, &shares[1]).await.expect(201);
         assert_eq!(store.share_file_syncs(), per_write + 2);
-        assert_eq!(listed(&c, &si).await, vec![0, 1]);
+        assert_eq!(c.listed(&si).await, vec![0, 1]);
         srv.stop().await;
     }
 }
@@ -203,9 +191,7 @@ async fn stale_incoming_bytes_after_power_loss_are_never_filed() {
     let open = || Arc::new(FsStore::open(dir.path(), FsOptions::default()).unwrap());
     let srv = TestServer::start(AppState::new(Config::default(), open()).unwrap()).await;
     let c = srv.client(24);
-    c.allocate(&up, json!({"shares": [4], "share_size": len}))
-        .await
-        .expect(201);
+    c.allocate_share(&up, 4, len).await.expect(201);
     c.write(&up, 4, 0, share).await.expect(200);
     srv.kill();
     // Power failure: the range was recorded but its bytes never reached the disk.
@@ -220,11 +206,11 @@ async fn stale_incoming_bytes_after_power_loss_are_never_filed() {
     // ... but the stale share fails verification and is not filed.
     let e = c.finish(&up, 4, len).await.expect(422).error();
     assert_eq!(e.error, ErrorCode::ShareInvalid);
-    assert!(listed(&c, &si).await.is_empty());
+    assert!(c.listed(&si).await.is_empty());
     // Re-sending the share (the client's fail-over, or a resume) completes it.
     c.write(&up, 4, 0, share).await.expect(200);
     c.finish(&up, 4, len).await.expect(200);
-    assert_eq!(listed(&c, &si).await, vec![4]);
+    assert_eq!(c.listed(&si).await, vec![4]);
     srv.stop().await;
 }
 
@@ -263,7 +249,7 @@ async fn crash_while_filing_a_whole_share_leaves_nothing() {
         let srv = TestServer::start(AppState::new(Config::default(), store).unwrap()).await;
         let c = srv.client(26);
         let want: Vec<u8> = if crash_at == 0 { vec![] } else { vec![2] };
-        assert_eq!(listed(&c, &si).await, want);
+        assert_eq!(c.listed(&si).await, want);
         c.put_share(&si, 6, &shares[6]).await.expect(201);
         srv.stop().await;
     }

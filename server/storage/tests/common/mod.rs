@@ -9,7 +9,7 @@ use ed25519_dalek::SigningKey;
 use lafs_caps::ReadKey;
 use lafs_codec::{encode_to_shares, Encoded, Params};
 use lafs_proto::signing::{sign_request, RequestParts};
-use lafs_proto::storage::ErrorBody;
+use lafs_proto::storage::{ErrorBody, SharesResponse};
 use lafs_proto::Nonce;
 use lafs_storage::{serve, AppState, Config, MemoryStore, ShareStore};
 use tokio::sync::oneshot;
@@ -199,6 +199,25 @@ impl Client {
         .await
     }
 
+    /// Allocates the one share `share` of `share_size` bytes in `upload`.
+    pub async fn allocate_share(&self, upload: &str, share: u8, share_size: u64) -> Resp {
+        self.allocate(
+            upload,
+            serde_json::json!({"shares": [share], "share_size": share_size}),
+        )
+        .await
+    }
+
+    /// The share numbers the server lists as held for `si` (asserting a 200).
+    pub async fn listed(&self, si: &str) -> Vec<u8> {
+        let l: SharesResponse = self
+            .get(&format!("/storage/v1/immutable/{si}/shares"))
+            .await
+            .expect(200)
+            .json();
+        l.shares.iter().map(|s| s.share.0).collect()
+    }
+
     pub async fn write(&self, upload: &str, share: u8, offset: u64, data: &[u8]) -> Resp {
         self.signed(
             "PUT",
@@ -262,4 +281,28 @@ pub fn make_shares(len: usize, seed: u8) -> (Vec<Vec<u8>>, Encoded) {
 
 pub fn si_text(e: &Encoded) -> String {
     lafs_proto::ids::storage_index_to_text(&e.storage_index)
+}
+
+/// The usual set-up: a memory server with the default config, a client signing with key
+/// `seed`, and the shares of a `len`-byte file made from the same seed.
+pub struct Fixture {
+    pub srv: TestServer,
+    pub c: Client,
+    pub shares: Vec<Vec<u8>>,
+    pub enc: Encoded,
+    pub si: String,
+}
+
+pub async fn fixture(len: usize, seed: u8) -> Fixture {
+    let srv = TestServer::memory(Config::default()).await;
+    let c = srv.client(seed);
+    let (shares, enc) = make_shares(len, seed);
+    let si = si_text(&enc);
+    Fixture {
+        srv,
+        c,
+        shares,
+        enc,
+        si,
+    }
 }
