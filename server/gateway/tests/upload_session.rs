@@ -86,6 +86,29 @@ async fn chunk(app: &Router, id: &str, offset: usize, bytes: &[u8]) -> Resp {
     .await
 }
 
+/// Asks the session `id` to finish.
+async fn finish(app: &Router, id: &str) -> Resp {
+    post(app, &format!("/ciphertext/uploads/{id}/finish")).await
+}
+
+/// The state of the session `id`.
+async fn session(app: &Router, id: &str) -> Resp {
+    get(app, &format!("/ciphertext/uploads/{id}"), &[]).await
+}
+
+/// A chunk at `offset` whose body arrives as the stream of `frames`.
+fn streamed_chunk(
+    id: &str,
+    offset: usize,
+    frames: Vec<Result<Bytes, std::io::Error>>,
+) -> Request<Body> {
+    Request::builder()
+        .method(Method::PUT)
+        .uri(format!("/ciphertext/uploads/{id}?offset={offset}"))
+        .body(Body::from_stream(futures_util::stream::iter(frames)))
+        .unwrap()
+}
+
 /// Reads the file back through the gateway's plaintext endpoint with the client's readcap.
 async fn read_back(app: &Router, key: &ReadKey, verifycap: &str) -> Vec<u8> {
     let vc: ImmutableVerifyCap = match verifycap.parse::<Cap>().unwrap() {
@@ -96,6 +119,18 @@ async fn read_back(app: &Router, key: &ReadKey, verifycap: &str) -> Vec<u8> {
     let r = get(app, &format!("/uri/{}", Cap::ImmutableRead(rc)), &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     r.body
+}
+
+/// Sends the rest of `ct` from `offset` in one chunk, finishes, and checks that the file reads
+/// back as `plain`.
+async fn complete(app: &Router, id: &str, key: &ReadKey, ct: &[u8], offset: usize, plain: &[u8]) {
+    assert_eq!(
+        chunk(app, id, offset, &ct[offset..]).await.status,
+        StatusCode::OK
+    );
+    let r = finish(app, id).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(read_back(app, key, &r.text()).await == plain);
 }
 
 #[tokio::test]
@@ -117,9 +152,9 @@ async fn chunks_in_order_make_the_same_file_as_one_put() {
         assert_eq!(r.header("upload-offset"), Some(end.to_string().as_str()));
         off = end;
     }
-    let r = get(&app, &format!("/ciphertext/uploads/{id}"), &[]).await;
+    let r = session(&app, &id).await;
     assert_eq!(r.json()["received"], ct.len() as u64);
-    let r = post(&app, &format!("/ciphertext/uploads/{id}/finish")).await;
+    let r = finish(&app, &id).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let vc = r.text();
     // The same ciphertext in one PUT gives the same verifycap (convergent on the ciphertext).
@@ -132,7 +167,7 @@ async fn chunks_in_order_make_the_same_file_as_one_put() {
     assert_eq!(one.text(), vc);
     assert!(read_back(&app, &key, &vc).await == plain);
     // Finishing again answers the same verifycap.
-    let again = post(&app, &format!("/ciphertext/uploads/{id}/finish")).await;
+    let again = finish(&app, &id).await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.text(), vc);
 }
@@ -176,13 +211,7 @@ async fn out_of_order_duplicate_and_overlapping_chunks_are_refused_with_the_offs
     let r = put(&app, &format!("/ciphertext/uploads/{id}"), vec![1]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // The refusals changed nothing: the rest completes the file.
-    assert_eq!(
-        chunk(&app, &id, 100_000, &ct[100_000..]).await.status,
-        StatusCode::OK
-    );
-    let r = post(&app, &format!("/ciphertext/uploads/{id}/finish")).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert!(read_back(&app, &key, &r.text()).await == plain);
+    complete(&app, &id, &key, &ct, 100_000, &plain).await;
 }
 
 #[tokio::test]
@@ -195,7 +224,7 @@ async fn a_truncated_session_cannot_finish_and_resumes_where_it_stopped() {
         chunk(&app, &id, 0, &ct[..150_000]).await.status,
         StatusCode::OK
     );
-    let r = post(&app, &format!("/ciphertext/uploads/{id}/finish")).await;
+    let r = finish(&app, &id).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.header("upload-offset"), Some("150000"));
     assert!(
@@ -209,24 +238,14 @@ async fn a_truncated_session_cannot_finish_and_resumes_where_it_stopped() {
         Ok(Bytes::copy_from_slice(&ct[150_000..160_000])),
         Err(std::io::Error::other("connection reset")),
     ];
-    let req = Request::builder()
-        .method(Method::PUT)
-        .uri(format!("/ciphertext/uploads/{id}?offset=150000"))
-        .body(Body::from_stream(futures_util::stream::iter(frames)))
-        .unwrap();
+    let req = streamed_chunk(&id, 150000, frames);
     let r = call(&app, req).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.header("upload-offset"), Some("160000"));
-    let s = get(&app, &format!("/ciphertext/uploads/{id}"), &[]).await;
+    let s = session(&app, &id).await;
     assert_eq!(s.json()["received"], 160_000);
     assert_eq!(s.json()["state"], "receiving");
-    assert_eq!(
-        chunk(&app, &id, 160_000, &ct[160_000..]).await.status,
-        StatusCode::OK
-    );
-    let r = post(&app, &format!("/ciphertext/uploads/{id}/finish")).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert!(read_back(&app, &key, &r.text()).await == plain);
+    complete(&app, &id, &key, &ct, 160_000, &plain).await;
 }
 
 #[tokio::test]
@@ -291,12 +310,7 @@ async fn concurrent_sessions_are_limited_and_finished_or_deleted_ones_free_a_pla
     assert_eq!(r.header("retry-after"), Some("10"));
     // Finishing one frees its place.
     assert_eq!(chunk(&app, &a, 0, &ct).await.status, StatusCode::OK);
-    assert_eq!(
-        post(&app, &format!("/ciphertext/uploads/{a}/finish"))
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(finish(&app, &a).await.status, StatusCode::OK);
     let c = open(&app, &key, ct.len(), "").await;
     // Deleting one frees its place; the deleted session is gone.
     assert_eq!(
@@ -331,16 +345,16 @@ async fn an_idle_session_expires_and_an_active_one_does_not() {
         let r = chunk(&app, &busy, i * 1000, &ct[i * 1000..(i + 1) * 1000]).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     }
-    let r = get(&app, &format!("/ciphertext/uploads/{idle}"), &[]).await;
+    let r = session(&app, &idle).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = chunk(&app, &idle, 0, &ct[..1000]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(r.text().contains("expired"), "{}", r.text());
-    let r = post(&app, &format!("/ciphertext/uploads/{busy}/finish")).await;
+    let r = finish(&app, &busy).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     // A finished session is kept for a repeated finish, then expires too.
     tokio::time::sleep(Duration::from_secs(61)).await;
-    let r = get(&app, &format!("/ciphertext/uploads/{busy}"), &[]).await;
+    let r = session(&app, &busy).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
@@ -421,18 +435,14 @@ async fn a_chunk_waits_for_the_uploader_the_gateway_does_not_buffer_it() {
         .chunks(1024)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
-    let req = Request::builder()
-        .method(Method::PUT)
-        .uri(format!("/ciphertext/uploads/{id}?offset=0"))
-        .body(Body::from_stream(futures_util::stream::iter(frames)))
-        .unwrap();
+    let req = streamed_chunk(&id, 0, frames);
     let app2 = app.clone();
     let sending = tokio::spawn(async move { call(&app2, req).await });
     for _ in 0..50 {
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let s = get(&app, &format!("/ciphertext/uploads/{id}"), &[]).await;
+    let s = session(&app, &id).await;
     assert_eq!(s.json()["state"], "busy");
     let received = s.json()["received"].as_u64().unwrap();
     // Taken: one frame; queued: at most a few more.
@@ -445,12 +455,12 @@ async fn a_chunk_waits_for_the_uploader_the_gateway_does_not_buffer_it() {
     let r = chunk(&app, &id, received as usize, b"x").await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.text().contains("one chunk at a time"), "{}", r.text());
-    let r = post(&app, &format!("/ciphertext/uploads/{id}/finish")).await;
+    let r = finish(&app, &id).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     p.gate.add_permits(1);
     let r = sending.await.unwrap();
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    let r = post(&app, &format!("/ciphertext/uploads/{id}/finish")).await;
+    let r = finish(&app, &id).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(p.taken.load(Ordering::SeqCst), ct.len() as u64);
 }
@@ -478,14 +488,14 @@ async fn a_failing_grid_answers_its_error_to_the_chunk_and_to_finish() {
         statuses.contains(&StatusCode::SERVICE_UNAVAILABLE),
         "{statuses:?}"
     );
-    let r = post(&app, &format!("/ciphertext/uploads/{id}/finish")).await;
+    let r = finish(&app, &id).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         r.text().contains("only 2 storage servers accepted"),
         "{}",
         r.text()
     );
-    let s = get(&app, &format!("/ciphertext/uploads/{id}"), &[]).await;
+    let s = session(&app, &id).await;
     assert_eq!(s.json()["state"], "failed");
 }
 
@@ -494,7 +504,7 @@ async fn an_empty_file() {
     let (app, _) = setup(Config::default());
     let key = ReadKey::from_bytes([9; 16]);
     let id = open(&app, &key, 0, "").await;
-    let r = post(&app, &format!("/ciphertext/uploads/{id}/finish")).await;
+    let r = finish(&app, &id).await;
     let one = put(
         &app,
         &format!("/ciphertext?selection_index={}", sel_hex(&key)),
