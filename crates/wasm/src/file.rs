@@ -5,6 +5,8 @@
 //! Only public data is meant to leave the tab: [`FileReader::verify_cap`] and
 //! [`FileWriter::selection_index`]. The key stays inside these objects.
 
+use std::collections::VecDeque;
+
 use lafs_caps::{selection_index_for, ImmutableReadCap, ImmutableVerifyCap, ReadKey};
 use lafs_codec::{decrypt_at, encrypt_at, random_key, Ueb, CIPHERTEXT_SEGMENT_TAG};
 use lafs_hashtree::{tagged_hash, Hash, NodeIndex, PartialTree};
@@ -17,12 +19,55 @@ use crate::{Error, LafsError};
 ///
 /// Plaintext only comes out of [`FileReader::open_segments`], and only for segments whose
 /// hashes verified: a tampered byte anywhere yields an error, never wrong content.
+///
+/// Memory does not grow with the number of segments read: after each verification the tree
+/// keeps only the path of the last segment it verified (and that path's siblings, what the
+/// next segment's proof shares with it), leaf hashes that came with a proof are kept until each
+/// has verified its segment (at most [`MAX_PROVEN_LEAVES`] of them), and proofs without leaves
+/// until [`MAX_HELD_PROOFS`] newer ones arrived. Reading a segment again after that (a seek
+/// back) takes its proof again, as every read of the web app fetches.
 #[wasm_bindgen]
 pub struct FileReader {
     key: ReadKey,
     verify_cap: ImmutableVerifyCap,
     ueb: Option<Ueb>,
     tree: Option<PartialTree>,
+    /// Leaf hashes that came with proofs, each run already verified against the root, oldest
+    /// first.
+    proven: VecDeque<ProvenLeaves>,
+    /// Nodes of the latest proofs without leaves, oldest first: pruning the tree drops them
+    /// (they are unproven until their segments arrive), so they are added again after it.
+    proofs: VecDeque<Vec<(NodeIndex, Hash)>>,
+}
+
+/// Most leaf hashes from proofs a [`FileReader`] holds (512 KiB of hashes): four proofs of the
+/// most segments a gateway answers at once (`docs/spec/gateway.md`). When more arrive the
+/// oldest runs are forgotten, except the one just added.
+pub const MAX_PROVEN_LEAVES: usize = 16_384;
+
+/// Most proofs without leaves a [`FileReader`] holds before the verification of their segments;
+/// the oldest is forgotten when another arrives.
+pub const MAX_HELD_PROOFS: usize = 8;
+
+/// What a successful check used: the proof leaves (run, position in it) and the last segment
+/// verified in the tree.
+type Checked = (Vec<(usize, usize)>, Option<usize>);
+
+/// The leaf hashes of segments `first, first+1, …` from one proof, verified against the root
+/// when added, and which of them have verified their segment.
+#[derive(Debug)]
+struct ProvenLeaves {
+    first: u64,
+    leaves: Vec<Hash>,
+    used: Vec<bool>,
+    unused: usize,
+}
+
+impl ProvenLeaves {
+    fn get(&self, segment: u64) -> Option<(usize, Hash)> {
+        let i = usize::try_from(segment.checked_sub(self.first)?).ok()?;
+        self.leaves.get(i).map(|h| (i, *h))
+    }
 }
 
 impl core::fmt::Debug for FileReader {
@@ -44,6 +89,8 @@ impl FileReader {
             verify_cap: cap.verify_cap(),
             ueb: None,
             tree: None,
+            proven: VecDeque::new(),
+            proofs: VecDeque::new(),
         })
     }
 
@@ -72,6 +119,8 @@ impl FileReader {
         } else {
             Some(PartialTree::new(parsed.ciphertext_root, leaves).map_err(Error::from)?)
         };
+        self.proven.clear();
+        self.proofs.clear();
         self.ueb = Some(parsed);
         Ok(())
     }
@@ -99,6 +148,11 @@ impl FileReader {
     /// `first_segment..=last_segment`). All are checked against the root from the verified UEB:
     /// with the leaves, one proof verifies every segment of a long range up front, each segment
     /// then only has to hash to its leaf (no proof per batch).
+    ///
+    /// The leaves are kept until each has verified its segment once, or until newer proofs'
+    /// leaves push them out ([`MAX_PROVEN_LEAVES`]); a proof without leaves is kept for its
+    /// segments until [`MAX_HELD_PROOFS`] newer ones arrived. Verifying a segment after that
+    /// needs its proof again.
     #[wasm_bindgen(js_name = addProof)]
     pub fn add_proof(&mut self, json: &str) -> Result<(), LafsError> {
         let tree = self.tree.as_mut().ok_or(Error::InvalidUse)?;
@@ -128,6 +182,7 @@ impl FileReader {
                 .ok_or_else(bad)?;
             nodes.push((NodeIndex(index), hash));
         }
+        let mut run = None;
         if let Some(leaves) = value.get("leaves").and_then(|l| l.as_array()) {
             let first = value
                 .get("first_segment")
@@ -135,6 +190,7 @@ impl FileReader {
                 .and_then(|i| usize::try_from(i).ok())
                 .ok_or_else(bad)?;
             let num = tree.num_leaves();
+            let mut hashes = Vec::with_capacity(leaves.len());
             for (i, leaf) in leaves.iter().enumerate() {
                 let hash = leaf
                     .as_str()
@@ -146,9 +202,21 @@ impl FileReader {
                     .and_then(|j| lafs_hashtree::leaf_node_index(num, j).ok())
                     .ok_or_else(bad)?;
                 nodes.push((index, hash));
+                hashes.push(hash);
             }
+            run = Some((first, hashes));
         }
         tree.add_nodes(&nodes).map_err(Error::from)?;
+        match run {
+            Some((first, leaves)) => self.keep_proven(first, leaves),
+            None if !nodes.is_empty() => {
+                if self.proofs.len() >= MAX_HELD_PROOFS {
+                    self.proofs.pop_front();
+                }
+                self.proofs.push_back(nodes);
+            }
+            None => {}
+        }
         Ok(())
     }
 
@@ -281,22 +349,67 @@ impl FileReader {
         Ok(start)
     }
 
-    /// Adds the leaf hashes of segments to the tree; succeeds only if every one is verified
-    /// against the root (through the proofs added before).
+    /// Checks the leaf hashes of segments: against the leaves of a proof where one holds
+    /// them, else in the tree (through the proofs added before). Succeeds only if every one is
+    /// verified against the root; then the tree keeps only the path of the last segment it
+    /// verified.
     fn check_leaves(
         &mut self,
         hashes: impl IntoIterator<Item = (u64, Hash)>,
     ) -> Result<(), LafsError> {
+        let result = self.check_leaves_unpruned(hashes);
+        match &result {
+            Ok((used, Some(last))) => {
+                self.mark_used(used);
+                self.prune(*last);
+            }
+            Ok((used, None)) => self.mark_used(used),
+            // Hashes of the failed computation were dropped from the tree: the proofs kept to
+            // add again may hold the wrong ones, so a new proof must not conflict with them.
+            Err(_) => self.proofs.clear(),
+        }
+        result.map(|_| ())
+    }
+
+    /// [`FileReader::check_leaves`] without forgetting anything: the proof leaves it used
+    /// (run, position) and the last segment verified in the tree.
+    fn check_leaves_unpruned(
+        &mut self,
+        hashes: impl IntoIterator<Item = (u64, Hash)>,
+    ) -> Result<Checked, LafsError> {
         let tree = self.tree.as_mut().ok_or(Error::InvalidUse)?;
+        let mut used = Vec::new();
         let mut leaves = Vec::new();
         for (segment, hash) in hashes {
-            let leaf = usize::try_from(segment).map_err(|_| Error::InvalidUse)?;
-            tree.add_leaf(leaf, hash).map_err(|_| Error::Integrity {
+            let mismatch = || Error::Integrity {
                 what: format!("segment {segment} does not match the file's hash tree"),
-            })?;
+            };
+            // A proof's leaf, preferably one not used yet (two reads of one range each bring
+            // their own proof and use its leaves once).
+            let mut found = None;
+            for (r, run) in self.proven.iter().enumerate() {
+                if let Some((i, leaf)) = run.get(segment) {
+                    let unused = !run.used.get(i).copied().unwrap_or(true);
+                    if found.is_none() || unused {
+                        found = Some((r, i, leaf));
+                    }
+                    if unused {
+                        break;
+                    }
+                }
+            }
+            if let Some((r, i, leaf)) = found {
+                if leaf != hash {
+                    return Err(mismatch().into());
+                }
+                used.push((r, i));
+                continue;
+            }
+            let leaf = usize::try_from(segment).map_err(|_| Error::InvalidUse)?;
+            tree.add_leaf(leaf, hash).map_err(|_| mismatch())?;
             leaves.push(leaf);
         }
-        for leaf in leaves {
+        for &leaf in &leaves {
             if tree.verified_leaf(leaf).is_none() {
                 return Err(Error::Integrity {
                     what: format!("segment {leaf} could not be proven (missing proof)"),
@@ -304,7 +417,75 @@ impl FileReader {
                 .into());
             }
         }
-        Ok(())
+        Ok((used, leaves.into_iter().max()))
+    }
+
+    /// Records proof leaves as used; forgets the runs whose every leaf is.
+    fn mark_used(&mut self, used: &[(usize, usize)]) {
+        for &(r, i) in used {
+            if let Some(run) = self.proven.get_mut(r) {
+                if let Some(u) = run.used.get_mut(i).filter(|u| !**u) {
+                    *u = true;
+                    run.unused -= 1;
+                }
+            }
+        }
+        self.proven.retain(|run| run.unused > 0);
+    }
+
+    /// Keeps the leaves of a proof (segments `first, first+1, …`) if the tree verified them
+    /// all, then forgets what the tree held for them. Leaves that did not verify (the proof
+    /// did not reach them) stay in the tree, pending, as any hash added without its proof.
+    fn keep_proven(&mut self, first: usize, leaves: Vec<Hash>) {
+        let Some(tree) = self.tree.as_ref() else {
+            return;
+        };
+        let all_verified = leaves
+            .iter()
+            .enumerate()
+            .all(|(i, h)| first.checked_add(i).and_then(|j| tree.verified_leaf(j)) == Some(*h));
+        let Some(last) = leaves
+            .len()
+            .checked_sub(1)
+            .and_then(|l| first.checked_add(l))
+        else {
+            return;
+        };
+        if !all_verified {
+            return;
+        }
+        self.proven.push_back(ProvenLeaves {
+            first: first as u64,
+            used: vec![false; leaves.len()],
+            unused: leaves.len(),
+            leaves,
+        });
+        let mut held: usize = self.proven.iter().map(|r| r.leaves.len()).sum();
+        while held > MAX_PROVEN_LEAVES && self.proven.len() > 1 {
+            if let Some(old) = self.proven.pop_front() {
+                held -= old.leaves.len();
+            }
+        }
+        self.prune(last);
+    }
+
+    /// Forgets all the tree holds but the path of leaf `leaf` (and its siblings), then adds
+    /// the kept proofs again (those the tree now refuses are forgotten).
+    fn prune(&mut self, leaf: usize) {
+        let Some(tree) = self.tree.as_mut() else {
+            return;
+        };
+        tree.retain_path(leaf);
+        self.proofs.retain(|p| tree.add_nodes(p).is_ok());
+    }
+
+    /// Hashes held for verification: the tree's nodes, the leaves from proofs and the nodes of
+    /// the proofs kept to add again.
+    #[cfg(test)]
+    fn held_hashes(&self) -> usize {
+        self.tree.as_ref().map_or(0, PartialTree::held_nodes)
+            + self.proven.iter().map(|r| r.leaves.len()).sum::<usize>()
+            + self.proofs.iter().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -561,6 +742,206 @@ mod tests {
         let (mut r, _, _, mut ueb) = setup(100);
         ueb.file_size = 99;
         assert_eq!(r.set_ueb(&ueb.to_bytes()).unwrap_err().code(), "integrity");
+    }
+
+    /// A file of `segments` segments of 48 bytes (the last one shorter): a reader with its UEB
+    /// set, the plaintext, the ciphertext and its tree (to answer proofs as a gateway does).
+    fn long_file(segments: usize) -> (FileReader, Vec<u8>, Vec<u8>, lafs_hashtree::HashTree) {
+        let data: Vec<u8> = (0..SEG * segments - 5)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let key = random_key().unwrap();
+        let params = Params::new(3, 10, SEG as u32).unwrap();
+        let (_, done) = encode_to_shares(params, key.clone(), &data).unwrap();
+        let mut r = FileReader::new(&done.read_cap.unwrap().to_string()).unwrap();
+        r.set_ueb(&done.ueb.to_bytes()).unwrap();
+        let mut ct = data.clone();
+        encrypt_at(&key, 0, &mut ct).unwrap();
+        let leaves: Vec<Hash> = ct
+            .chunks(SEG)
+            .map(|s| tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[s]))
+            .collect();
+        (r, data, ct, lafs_hashtree::HashTree::from_leaves(&leaves))
+    }
+
+    const SEG: usize = 48;
+
+    /// A gateway's proof answer for segments `range`, with their leaves or without.
+    fn answer(
+        tree: &lafs_hashtree::HashTree,
+        range: core::ops::Range<usize>,
+        leaves: bool,
+    ) -> String {
+        let proof: Vec<_> = tree
+            .proof(range.clone())
+            .unwrap()
+            .into_iter()
+            .map(|(n, h)| serde_json::json!({"node": n.0, "hash": h.to_hex()}))
+            .collect();
+        let mut v = serde_json::json!({
+            "first_segment": range.start,
+            "last_segment": range.end - 1,
+            "proof": proof,
+        });
+        if leaves {
+            let hexes: Vec<String> = range.map(|j| tree.leaf(j).unwrap().to_hex()).collect();
+            v["leaves"] = serde_json::json!(hexes);
+        }
+        v.to_string()
+    }
+
+    /// Hashes one path of the tree keeps: the root and, per level under it, the path node and
+    /// its sibling.
+    fn path_bound(segments: usize) -> usize {
+        let height = usize::BITS - (segments - 1).leading_zeros(); // ceil(log2(segments))
+        2 * height as usize + 1
+    }
+
+    /// Reads segments `a..b` (whole) through `verify_digests` or `open_segments`.
+    fn read(
+        r: &mut FileReader,
+        ct: &[u8],
+        a: usize,
+        b: usize,
+        digest: bool,
+    ) -> Result<Vec<u8>, LafsError> {
+        let bytes = &ct[a * SEG..(b * SEG).min(ct.len())];
+        if digest {
+            let start = r.verify_digests(a as f64, &digests(bytes, SEG), bytes.len() as f64)?;
+            assert_eq!(start, (a * SEG) as f64);
+            let mut plain = bytes.to_vec();
+            decrypt_at(&r.key, a as u64 * SEG as u64, &mut plain).unwrap();
+            Ok(plain)
+        } else {
+            r.open_segments(a as f64, bytes.to_vec())
+        }
+    }
+
+    #[test]
+    fn a_long_read_through_proof_windows_holds_bounded_state() {
+        const SEGMENTS: usize = 3000;
+        const WINDOW: usize = 64;
+        const BATCH: usize = 8;
+        let (mut r, data, ct, tree) = long_file(SEGMENTS);
+        // A path, and the leaves of the window being read.
+        let bound = path_bound(SEGMENTS) + WINDOW;
+        let mut got = Vec::new();
+        let mut most = 0;
+        for w in (0..SEGMENTS).step_by(WINDOW) {
+            let end = (w + WINDOW).min(SEGMENTS);
+            r.add_proof(&answer(&tree, w..end, true)).unwrap();
+            for a in (w..end).step_by(BATCH) {
+                let b = (a + BATCH).min(end);
+                got.extend(read(&mut r, &ct, a, b, a % 16 == 0).unwrap());
+                most = most.max(r.held_hashes());
+                assert!(
+                    r.held_hashes() <= bound,
+                    "segment {a}: {} held (bound {bound})",
+                    r.held_hashes()
+                );
+            }
+        }
+        assert_eq!(got, data);
+        // Each window's leaves are forgotten once they verified their segments: only a path is
+        // left, where keeping every verified node would be more than two per segment.
+        assert!(
+            r.held_hashes() <= path_bound(SEGMENTS),
+            "{}",
+            r.held_hashes()
+        );
+        assert!(most > WINDOW, "{most}");
+
+        // A seek back: what was forgotten must be proven again, and is still checked.
+        assert_eq!(
+            read(&mut r, &ct, 5, 6, true).unwrap_err().code(),
+            "integrity"
+        );
+        r.add_proof(&answer(&tree, 5..6, false)).unwrap();
+        let mut bad = ct.clone();
+        bad[5 * SEG + 1] ^= 1;
+        assert_eq!(
+            read(&mut r, &bad, 5, 6, false).unwrap_err().code(),
+            "integrity"
+        );
+        r.add_proof(&answer(&tree, 5..6, false)).unwrap();
+        assert_eq!(
+            read(&mut r, &ct, 5, 6, false).unwrap(),
+            data[5 * SEG..6 * SEG]
+        );
+        r.add_proof(&answer(&tree, 1000..1100, true)).unwrap();
+        assert_eq!(
+            read(&mut r, &bad, 1050, 1051, true).unwrap(),
+            data[1050 * SEG..1051 * SEG]
+        );
+        let mut bad = ct.clone();
+        bad[1060 * SEG] ^= 1;
+        assert_eq!(
+            read(&mut r, &bad, 1060, 1062, true).unwrap_err().code(),
+            "integrity"
+        );
+        assert_eq!(
+            read(&mut r, &ct, 1060, 1062, true).unwrap(),
+            data[1060 * SEG..1062 * SEG]
+        );
+        // A path, the 97 leaves of the window not read, the proof of segment 5 (kept and
+        // pending).
+        let held = r.held_hashes();
+        assert!(held <= path_bound(SEGMENTS) * 3 + 97, "{held}");
+    }
+
+    #[test]
+    fn a_long_read_with_a_proof_per_batch_holds_bounded_state() {
+        const SEGMENTS: usize = 3000;
+        const BATCH: usize = 8;
+        let (mut r, data, ct, tree) = long_file(SEGMENTS);
+        // A path, plus the proofs kept to add again (each held twice: kept and pending).
+        let bound = path_bound(SEGMENTS) * (1 + 2 * MAX_HELD_PROOFS);
+        let mut got = Vec::new();
+        for a in (0..SEGMENTS).step_by(BATCH) {
+            let b = (a + BATCH).min(SEGMENTS);
+            r.add_proof(&answer(&tree, a..b, false)).unwrap();
+            got.extend(read(&mut r, &ct, a, b, a % 16 == 0).unwrap());
+            assert!(
+                r.held_hashes() <= bound,
+                "segment {a}: {} held (bound {bound})",
+                r.held_hashes()
+            );
+        }
+        assert_eq!(got, data);
+        // Seeking back to the start: proven again, and checked.
+        assert_eq!(
+            read(&mut r, &ct, 0, 2, false).unwrap_err().code(),
+            "integrity"
+        );
+        r.add_proof(&answer(&tree, 0..2, false)).unwrap();
+        assert_eq!(read(&mut r, &ct, 0, 2, false).unwrap(), data[..2 * SEG]);
+    }
+
+    #[test]
+    fn proofs_added_ahead_serve_batches_verified_out_of_order() {
+        const SEGMENTS: usize = 300;
+        let (mut r, data, ct, tree) = long_file(SEGMENTS);
+        // Several batches in flight, each with its own proof, verified in another order.
+        for a in [0, 8, 16, 24] {
+            r.add_proof(&answer(&tree, a..a + 8, false)).unwrap();
+        }
+        for a in [16, 0, 24, 8] {
+            assert_eq!(
+                read(&mut r, &ct, a, a + 8, false).unwrap(),
+                data[a * SEG..(a + 8) * SEG]
+            );
+        }
+        // Two reads of overlapping ranges, each with its window; the second window is added
+        // before the first is used up, and their batches interleave.
+        r.add_proof(&answer(&tree, 100..164, true)).unwrap();
+        r.add_proof(&answer(&tree, 100..164, true)).unwrap();
+        r.add_proof(&answer(&tree, 164..228, true)).unwrap();
+        for a in [100, 164, 108, 100, 116, 108, 172, 116] {
+            assert_eq!(
+                read(&mut r, &ct, a, a + 8, true).unwrap(),
+                data[a * SEG..(a + 8) * SEG]
+            );
+        }
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub use cap::{parse_cap, parse_share_link, CapInfo, ShareLink};
 pub use direct::{block_hash_prefix, DirectReader, MAX_DIRECT_TRAILER};
 pub use dirs::{parse_server_list, split_base, DirSession, DirUpload};
 pub use error::{Error, LafsError};
-pub use file::{segment_hash_prefix, FileReader, FileWriter};
+pub use file::{segment_hash_prefix, FileReader, FileWriter, MAX_HELD_PROOFS, MAX_PROVEN_LEAVES};
 #[cfg(target_arch = "wasm32")]
 pub use grid::LafsGrid;
 pub use hash::{merkle_root_hex, tagged_hash_hex};
