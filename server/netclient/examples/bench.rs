@@ -396,10 +396,14 @@ fn start_grid(args: &Args) -> (GridLink, Option<PathBuf>) {
     let kind = store_kind(&args.store);
     let dir = (kind != Store::Memory).then(|| {
         let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&parent)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
         tempfile::Builder::new()
             .prefix("lafs-bench-shares-")
-            .tempdir_in(parent)
-            .unwrap()
+            .tempdir_in(&parent)
+            .unwrap_or_else(|e| {
+                panic!("cannot make a share directory in {}: {e}", parent.display())
+            })
     });
     let share_dir = dir.as_ref().map(|d| d.path().to_path_buf());
     let mut cmd = Command::new(std::env::current_exe().unwrap());
@@ -510,6 +514,10 @@ fn watch_disk(dir: PathBuf, min_free: u64, stop: Arc<AtomicBool>) {
         }
     });
 }
+
+/// The same allocator as the `lafs` binary, so that the figures are those of `lafs put/get`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args = Args::parse();
