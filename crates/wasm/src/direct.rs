@@ -26,6 +26,7 @@ use lafs_hashtree::{Hash, HashTree, NodeIndex, PartialTree};
 use lafs_proto::ids::storage_index_to_text;
 use wasm_bindgen::prelude::wasm_bindgen;
 
+use crate::checks::{hash_prefix, index, segments_span, ueb_of, UebRefused};
 use crate::{Error, LafsError};
 
 /// Largest trailer (both trees, chain and UEB) a reader accepts to read whole: 2 × 4 MiB of
@@ -76,14 +77,6 @@ fn stored_leaves(section: &[u8], layout: &ShareLayout, root: Hash) -> Option<Vec
     // Leaf j is node P − 1 + j, stored at position (P − 1 + j) − 1.
     let first = layout.tree_width().checked_sub(2)?;
     hashes_at(section, first, layout.num_segments())
-}
-
-fn index(x: f64) -> Result<u64, LafsError> {
-    if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x <= 9_007_199_254_740_991.0 {
-        Ok(x as u64)
-    } else {
-        Err(Error::InvalidUse.into())
-    }
 }
 
 #[wasm_bindgen]
@@ -171,13 +164,14 @@ impl DirectReader {
         else {
             return Ok(UEB_LEN as f64 + 4096.0);
         };
-        let ueb = Ueb::parse(ueb_bytes)
-            .map_err(|e| integrity(format!("share {share} holds no valid UEB ({e})")))?;
-        if ueb.storage_index() != *self.cap.storage_index() {
-            return Err(integrity(format!(
+        let ueb = ueb_of(&self.cap, ueb_bytes).map_err(|e| match e {
+            UebRefused::Malformed(e) => {
+                integrity(format!("share {share} holds no valid UEB ({e})"))
+            }
+            UebRefused::OtherFile => integrity(format!(
                 "share {share} holds the UEB of another file (its hash is not the storage index)"
-            )));
-        }
+            )),
+        })?;
         if share >= ueb.params.k() {
             return Err(Error::InvalidUse.into());
         }
@@ -292,28 +286,11 @@ impl DirectReader {
         }
         let (first, byte_len) = (index(first)?, index(byte_len)?);
         let k = u64::from(ueb.params.k());
-        if segment_digests.len() % 32 != 0 || segment_digests.is_empty() {
-            return Err(Error::InvalidUse.into());
-        }
-        let count = (segment_digests.len() / 32) as u64;
+        let count = digest_count(segment_digests)?;
         if block_digests.len() as u64 != count * k * 32 {
             return Err(Error::InvalidUse.into());
         }
-        let (Some(a), Some(b)) = (
-            ueb.segment_range(first),
-            ueb.segment_range(first + count - 1),
-        ) else {
-            return Err(integrity(format!(
-                "segments {first}..{} are not in the file",
-                first + count
-            )));
-        };
-        if b.end - a.start != byte_len {
-            return Err(Error::InvalidUse.into());
-        }
-        let leaf = |leaves: &Vec<Hash>, j: u64| {
-            usize::try_from(j).ok().and_then(|j| leaves.get(j).copied())
-        };
+        let span = whole_segments(&ueb, first, count, byte_len)?;
         for (n, d) in block_digests.chunks_exact(32).enumerate() {
             let n = n as u64;
             let (segment, share) = (first + n / k, n % k);
@@ -328,16 +305,8 @@ impl DirectReader {
                 )));
             }
         }
-        let segments = self.segments.as_ref().ok_or(Error::InvalidUse)?;
-        for (n, d) in segment_digests.chunks_exact(32).enumerate() {
-            let segment = first + n as u64;
-            if leaf(segments, segment) != Hash::from_slice(d) {
-                return Err(integrity(format!(
-                    "segment {segment} does not match the file's hash tree"
-                )));
-            }
-        }
-        Ok(a.start as f64)
+        self.check_segments(first, segment_digests, "")?;
+        Ok(span.start as f64)
     }
 
     /// Checks a batch of segments `first, first+1, …` joined from the blocks of shares `0..k`
@@ -356,37 +325,62 @@ impl DirectReader {
         byte_len: f64,
     ) -> Result<f64, LafsError> {
         let ueb = self.ueb.ok_or(Error::InvalidUse)?;
-        let segments = self.segments.as_ref().ok_or(Error::InvalidUse)?;
+        if self.segments.is_none() {
+            return Err(Error::InvalidUse.into());
+        }
         let (first, byte_len) = (index(first)?, index(byte_len)?);
-        if segment_digests.len() % 32 != 0 || segment_digests.is_empty() {
-            return Err(Error::InvalidUse.into());
-        }
-        let count = (segment_digests.len() / 32) as u64;
-        let (Some(a), Some(b)) = (
-            ueb.segment_range(first),
-            ueb.segment_range(first + count - 1),
-        ) else {
-            return Err(integrity(format!(
-                "segments {first}..{} are not in the file",
-                first + count
-            )));
-        };
-        if b.end - a.start != byte_len {
-            return Err(Error::InvalidUse.into());
-        }
-        for (n, d) in segment_digests.chunks_exact(32).enumerate() {
+        let count = digest_count(segment_digests)?;
+        let span = whole_segments(&ueb, first, count, byte_len)?;
+        self.check_segments(first, segment_digests, " read from the storage servers")?;
+        Ok(span.start as f64)
+    }
+}
+
+impl DirectReader {
+    /// Checks the digests of segments `first, first+1, …` against the verified
+    /// ciphertext-tree leaves; an error names the first segment that differs (`read_from`
+    /// says where it came from, for the message).
+    fn check_segments(&self, first: u64, digests: &[u8], read_from: &str) -> Result<(), LafsError> {
+        let segments = self.segments.as_ref().ok_or(Error::InvalidUse)?;
+        for (n, d) in digests.chunks_exact(32).enumerate() {
             let segment = first + n as u64;
-            let want = usize::try_from(segment)
-                .ok()
-                .and_then(|j| segments.get(j).copied());
-            if want != Hash::from_slice(d) {
+            if leaf(segments, segment) != Hash::from_slice(d) {
                 return Err(integrity(format!(
-                    "segment {segment} read from the storage servers does not match the file's hash tree"
+                    "segment {segment}{read_from} does not match the file's hash tree"
                 )));
             }
         }
-        Ok(a.start as f64)
+        Ok(())
     }
+}
+
+/// Leaf `j` of verified leaves.
+fn leaf(leaves: &[Hash], j: u64) -> Option<Hash> {
+    usize::try_from(j).ok().and_then(|j| leaves.get(j).copied())
+}
+
+/// The number of 32-byte digests in `digests`: `invalid-use` if it is not a whole, non-zero
+/// number.
+fn digest_count(digests: &[u8]) -> Result<u64, LafsError> {
+    if digests.len() % 32 != 0 || digests.is_empty() {
+        return Err(Error::InvalidUse.into());
+    }
+    Ok((digests.len() / 32) as u64)
+}
+
+/// The file bytes of segments `first..first + count`, which must be `byte_len` bytes
+/// (`invalid-use` otherwise); an integrity error past the end of the file.
+fn whole_segments(
+    ueb: &Ueb,
+    first: u64,
+    count: u64,
+    byte_len: u64,
+) -> Result<core::ops::Range<u64>, LafsError> {
+    let span = segments_span(ueb, first, count)?;
+    if span.end - span.start != byte_len {
+        return Err(Error::InvalidUse.into());
+    }
+    Ok(span)
 }
 
 /// The bytes that precede a block in its block-tree leaf hash: `u8(len(tag)) ‖ tag` with the
@@ -394,12 +388,7 @@ impl DirectReader {
 /// the block is the leaf that [`DirectReader::verify_batch`] expects.
 #[wasm_bindgen(js_name = blockHashPrefix)]
 pub fn block_hash_prefix() -> Vec<u8> {
-    let tag = BLOCK_TAG.as_bytes();
-    let mut out = Vec::with_capacity(tag.len() + 1);
-    // The tag is a 23-byte constant: its length fits the one-byte prefix.
-    out.push(u8::try_from(tag.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(tag);
-    out
+    hash_prefix(BLOCK_TAG)
 }
 
 #[cfg(test)]

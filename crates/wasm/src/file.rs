@@ -12,6 +12,7 @@ use lafs_codec::{decrypt_at, encrypt_at, random_key, Ueb, CIPHERTEXT_SEGMENT_TAG
 use lafs_hashtree::{tagged_hash, Hash, NodeIndex, PartialTree};
 use wasm_bindgen::prelude::wasm_bindgen;
 
+use crate::checks::{hash_prefix, index, segments_span, ueb_of, UebRefused};
 use crate::{Error, LafsError};
 
 /// Downloads one immutable file: checks the UEB against the readcap's storage index, each
@@ -104,13 +105,12 @@ impl FileReader {
     /// index and learns the file's size, segment size and ciphertext root.
     #[wasm_bindgen(js_name = setUeb)]
     pub fn set_ueb(&mut self, ueb: &[u8]) -> Result<(), LafsError> {
-        let parsed = Ueb::parse(ueb).map_err(Error::from)?;
-        if parsed.storage_index() != *self.verify_cap.storage_index() {
-            return Err(Error::Integrity {
+        let parsed = ueb_of(&self.verify_cap, ueb).map_err(|e| match e {
+            UebRefused::Malformed(e) => Error::from(e),
+            UebRefused::OtherFile => Error::Integrity {
                 what: "the UEB does not match the cap's storage index".into(),
-            }
-            .into());
-        }
+            },
+        })?;
         let leaves = usize::try_from(parsed.num_segments()).map_err(|_| Error::Integrity {
             what: "too many segments".into(),
         })?;
@@ -257,24 +257,14 @@ impl FileReader {
         byte_len: f64,
     ) -> Result<f64, LafsError> {
         let ueb = self.ueb.ok_or(Error::InvalidUse)?;
-        let first = f64_index(first)?;
-        let byte_len = f64_index(byte_len)?;
+        let first = index(first)?;
+        let byte_len = index(byte_len)?;
         if digests.len() % Hash::LEN != 0 {
             return Err(Error::InvalidUse.into());
         }
         let count = (digests.len() / Hash::LEN) as u64;
-        let covered = match (ueb.segment_range(first), count) {
-            (Some(a), 1..) => ueb
-                .segment_range(first + count - 1)
-                .map(|b| (a.start, b.end - a.start)),
-            _ => None,
-        };
-        let Some((start, len)) = covered else {
-            return Err(Error::Integrity {
-                what: format!("segments {first}..{} are not in the file", first + count),
-            }
-            .into());
-        };
+        let span = segments_span(&ueb, first, count)?;
+        let (start, len) = (span.start, span.end - span.start);
         if len != byte_len {
             return Err(Error::Integrity {
                 what: format!(
@@ -307,19 +297,14 @@ impl FileReader {
 /// followed by the segment is the leaf that [`FileReader::verify_digests`] expects.
 #[wasm_bindgen(js_name = segmentHashPrefix)]
 pub fn segment_hash_prefix() -> Vec<u8> {
-    let tag = CIPHERTEXT_SEGMENT_TAG.as_bytes();
-    let mut out = Vec::with_capacity(tag.len() + 1);
-    // The tag is a 36-byte constant: its length fits the one-byte prefix.
-    out.push(u8::try_from(tag.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(tag);
-    out
+    hash_prefix(CIPHERTEXT_SEGMENT_TAG)
 }
 
 impl FileReader {
     /// Checks whole segments from `first` on; the file offset of their first byte.
     fn verify(&mut self, first: f64, ciphertext: &[u8]) -> Result<u64, LafsError> {
         let ueb = self.ueb.ok_or(Error::InvalidUse)?;
-        let first = f64_index(first)?;
+        let first = index(first)?;
         let start = ueb
             .segment_range(first)
             .ok_or(Error::Integrity {
@@ -522,7 +507,7 @@ impl FileWriter {
     /// Encrypts `data` as the bytes at file offset `offset` and returns the ciphertext.
     pub fn encrypt(&self, offset: f64, data: Vec<u8>) -> Result<Vec<u8>, LafsError> {
         let mut buf = data;
-        encrypt_at(&self.key, f64_index(offset)?, &mut buf).map_err(Error::from)?;
+        encrypt_at(&self.key, index(offset)?, &mut buf).map_err(Error::from)?;
         Ok(buf)
     }
 
@@ -545,14 +530,6 @@ impl FileWriter {
             .into());
         }
         Ok(ImmutableReadCap::new(self.key.clone(), *v.storage_index()).to_string())
-    }
-}
-
-fn f64_index(x: f64) -> Result<u64, Error> {
-    if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x <= 9_007_199_254_740_991.0 {
-        Ok(x as u64)
-    } else {
-        Err(Error::InvalidUse)
     }
 }
 
@@ -797,6 +774,13 @@ mod tests {
         2 * height as usize + 1
     }
 
+    /// The hashes `r` holds, checked against `bound` after reading up to segment `a`.
+    fn held_at_most(r: &FileReader, bound: usize, a: usize) -> usize {
+        let held = r.held_hashes();
+        assert!(held <= bound, "segment {a}: {held} held (bound {bound})");
+        held
+    }
+
     /// Reads segments `a..b` (whole) through `verify_digests` or `open_segments`.
     fn read(
         r: &mut FileReader,
@@ -833,12 +817,7 @@ mod tests {
             for a in (w..end).step_by(BATCH) {
                 let b = (a + BATCH).min(end);
                 got.extend(read(&mut r, &ct, a, b, a % 16 == 0).unwrap());
-                most = most.max(r.held_hashes());
-                assert!(
-                    r.held_hashes() <= bound,
-                    "segment {a}: {} held (bound {bound})",
-                    r.held_hashes()
-                );
+                most = most.max(held_at_most(&r, bound, a));
             }
         }
         assert_eq!(got, data);
@@ -901,11 +880,7 @@ mod tests {
             let b = (a + BATCH).min(SEGMENTS);
             r.add_proof(&answer(&tree, a..b, false)).unwrap();
             got.extend(read(&mut r, &ct, a, b, a % 16 == 0).unwrap());
-            assert!(
-                r.held_hashes() <= bound,
-                "segment {a}: {} held (bound {bound})",
-                r.held_hashes()
-            );
+            held_at_most(&r, bound, a);
         }
         assert_eq!(got, data);
         // Seeking back to the start: proven again, and checked.

@@ -71,6 +71,7 @@
 #[cfg(all(feature = "app", target_arch = "wasm32"))]
 mod app;
 mod cap;
+mod checks;
 mod direct;
 mod dirs;
 mod error;
