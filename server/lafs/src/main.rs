@@ -21,12 +21,6 @@ mod node_client;
 mod put;
 mod run;
 
-/// mimalloc reuses freed memory across threads: on an upload (1 MiB buffers handed from the
-/// encoder threads to the HTTP tasks) glibc's malloc returned and re-faulted pages, about 15% of
-/// the CPU of a 10-server local grid (`docs/performance.md`).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// lafs: a least-authority file store. Clients encrypt and erasure-code files themselves;
 /// storage servers only ever hold ciphertext; capabilities are the only access control.
 #[derive(Debug, Parser)]

@@ -515,10 +515,6 @@ fn watch_disk(dir: PathBuf, min_free: u64, stop: Arc<AtomicBool>) {
     });
 }
 
-/// The same allocator as the `lafs` binary, so that the figures are those of `lafs put/get`.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let args = Args::parse();
     if args.serve_grid {
