@@ -230,7 +230,7 @@ async fn main() {
             store_dir.path(),
             FsOptions {
                 sync_each_write: durable,
-                reserved_space: 0,
+                ..FsOptions::default()
             },
         )
         .unwrap();

@@ -52,7 +52,10 @@ pub use mutable::{
     write_shares, FsMutableStore, MemoryMutableStore, MutableStore, SharePatch, WriteError, Written,
 };
 pub use ranges::RangeSet;
-pub use store::{FaultPlan, FaultyStore, FsOptions, FsStore, MemoryStore, ShareStore, StoreError};
+pub use store::{
+    FaultPlan, FaultyStore, FsOptions, FsStore, MemoryStore, ShareStore, StoreError,
+    DEFAULT_FLUSH_BEHIND,
+};
 
 use uploads::Uploads;
 

@@ -204,7 +204,9 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let crash_at = crash.index(ops.len() + 1) as u64;
         let faulty = FaultyStore::new(
-            FsStore::open(dir.path(), FsOptions { sync_each_write: false, reserved_space: 0 }).unwrap(),
+            // Flush-behind every 1 KiB: background flushes overlap the writes, commits and
+            // removals of the model's operations.
+            FsStore::open(dir.path(), FsOptions { flush_behind: 1024, ..FsOptions::default() }).unwrap(),
             FaultPlan { crash_at_op: Some(crash_at), torn_write: false },
         );
         let memory = MemoryStore::new(1 << 30);

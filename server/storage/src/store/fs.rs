@@ -22,13 +22,20 @@
 //! after a power failure a listed range may hold stale bytes. Such a share fails verification at
 //! finish and is never filed; the unfinished upload is lost and the client re-sends it (resume
 //! or another server). A torn last record is ignored.
+//!
+//! Flush-behind: every [`FsOptions::flush_behind`] bytes written to an incoming share, a
+//! background thread starts an `fdatasync` of it, so that the disk writes the share while the
+//! upload goes on and the fsync at commit finds little left to write (on a 1 GiB 3-of-10 upload
+//! that fsync took a tenth of the upload's time). Its result is kept: a share whose background
+//! flush failed is never committed, even though the kernel reports a writeback error only once.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
 use lafs_proto::ids::{parse_storage_index, storage_index_to_text};
 use lafs_proto::storage::ShareInfo;
@@ -44,7 +51,7 @@ const RECORD_RANGE: u8 = 1;
 const PUT_TMP_PREFIX: &str = ".put-";
 
 /// Options of an [`FsStore`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FsOptions {
     /// fsync incoming data of every write before recording its range (off by default). Finished
     /// shares are always fsynced before they become visible, whatever this says: with it off, a
@@ -54,6 +61,116 @@ pub struct FsOptions {
     pub sync_each_write: bool,
     /// Bytes of free space to leave to the rest of the system.
     pub reserved_space: u64,
+    /// Start a background flush of an incoming share each time this many more bytes of it were
+    /// written (0: never; the fsync at commit then writes the whole share). Only when
+    /// `sync_each_write` is off.
+    pub flush_behind: u64,
+}
+
+impl Default for FsOptions {
+    /// No fsync per write, no reserved space, flush-behind every [`DEFAULT_FLUSH_BEHIND`] bytes.
+    fn default() -> Self {
+        Self {
+            sync_each_write: false,
+            reserved_space: 0,
+            flush_behind: DEFAULT_FLUSH_BEHIND,
+        }
+    }
+}
+
+/// Default [`FsOptions::flush_behind`]: 32 MiB.
+pub const DEFAULT_FLUSH_BEHIND: u64 = 32 << 20;
+
+/// Background flushes of incoming share files: which run, and which failed.
+#[derive(Debug, Default)]
+struct Flushes {
+    state: Mutex<HashMap<PathBuf, FlushState>>,
+    done: Condvar,
+    started: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct FlushState {
+    running: bool,
+    failed: Option<String>,
+}
+
+impl Flushes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, FlushState>> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts an `fdatasync` of `f` (the file at `path`) on a thread of its own, unless one
+    /// is running for it already.
+    fn start(self: &Arc<Self>, path: &Path, f: &File) {
+        {
+            let mut state = self.lock();
+            let entry = state.entry(path.to_path_buf()).or_default();
+            if entry.running {
+                return;
+            }
+            entry.running = true;
+        }
+        let spawned = f.try_clone().and_then(|f| {
+            let flushes = Arc::clone(self);
+            let path = path.to_path_buf();
+            std::thread::Builder::new()
+                .name("lafs-flush".into())
+                .spawn(move || {
+                    let result = f.sync_data();
+                    flushes.finish(&path, result.err());
+                })
+        });
+        match spawned {
+            Ok(_) => {
+                self.started.fetch_add(1, Ordering::Relaxed);
+            }
+            // No thread or no descriptor: the fsync at commit writes everything, as without
+            // flush-behind.
+            Err(_) => self.finish(path, None),
+        }
+    }
+
+    fn finish(&self, path: &Path, error: Option<io::Error>) {
+        let mut state = self.lock();
+        if let Some(entry) = state.get_mut(path) {
+            entry.running = false;
+            if let Some(e) = error {
+                entry.failed.get_or_insert_with(|| e.to_string());
+            }
+        }
+        self.done.notify_all();
+    }
+
+    /// Waits for the background flush of `path` to end and forgets it: `Err` with its error if
+    /// any of its flushes failed.
+    fn settle(&self, path: &Path) -> Result<(), String> {
+        let mut state = self.lock();
+        while state.get(path).is_some_and(|e| e.running) {
+            state = self
+                .done
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        match state.remove(path).and_then(|e| e.failed) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets every file under `dir` once its flush has ended (the upload was removed).
+    fn forget_under(&self, dir: &Path) {
+        let mut state = self.lock();
+        while state.iter().any(|(p, e)| e.running && p.starts_with(dir)) {
+            state = self
+                .done
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        state.retain(|p, _| !p.starts_with(dir));
+    }
 }
 
 /// Share store in a directory of the local filesystem.
@@ -65,6 +182,7 @@ pub struct FsStore {
     share_count: AtomicU64,
     file_syncs: AtomicU64,
     advisory_lock: Mutex<()>,
+    flushes: Arc<Flushes>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -108,6 +226,7 @@ impl FsStore {
             share_count: AtomicU64::new(0),
             file_syncs: AtomicU64::new(0),
             advisory_lock: Mutex::new(()),
+            flushes: Arc::default(),
         };
         store
             .share_count
@@ -125,6 +244,11 @@ impl FsStore {
     /// are not counted.
     pub fn share_file_syncs(&self) -> u64 {
         self.file_syncs.load(Ordering::Relaxed)
+    }
+
+    /// Background flushes of incoming shares started so far ([`FsOptions::flush_behind`]).
+    pub fn background_flushes(&self) -> u64 {
+        self.flushes.started.load(Ordering::Relaxed)
     }
 
     fn sync_share_file(&self, f: &File) -> io::Result<()> {
@@ -197,6 +321,11 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// Whether a write of `len` bytes at `offset` reaches a multiple of `step` (never for step 0).
+fn crosses_step(offset: u64, len: u64, step: u64) -> bool {
+    step > 0 && len > 0 && offset.saturating_add(len) / step > offset / step
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -254,15 +383,18 @@ impl ShareStore for FsStore {
         if !dir.join("upload.json").exists() {
             return Err(StoreError::NotFound);
         }
+        let path = dir.join(format!("{share}.data"));
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join(format!("{share}.data")))?;
+            .open(&path)?;
         f.write_all_at(data, offset)?;
         if self.options.sync_each_write {
             self.file_syncs.fetch_add(1, Ordering::Relaxed);
             f.sync_data()?;
+        } else if crosses_step(offset, data.len() as u64, self.options.flush_behind) {
+            self.flushes.start(&path, &f);
         }
         let mut rec = [0u8; RECORD_LEN];
         rec[0] = RECORD_RANGE;
@@ -303,6 +435,10 @@ impl ShareStore for FsStore {
             f.set_len(len)?;
         }
         self.sync_share_file(&f)?;
+        // A write-back error seen by a background flush is not reported to this fsync again.
+        self.flushes
+            .settle(&src)
+            .map_err(|e| StoreError::Io(format!("flushing share {share} failed: {e}")))?;
         drop(f);
         let already = !self.file_share(&src, si, share)?;
         if already {
@@ -347,6 +483,7 @@ impl ShareStore for FsStore {
     }
 
     fn remove_upload(&self, id: UploadId) -> Result<(), StoreError> {
+        self.flushes.forget_under(&self.upload_dir(id));
         fs::remove_dir_all(self.upload_dir(id))?;
         Ok(())
     }
@@ -494,5 +631,134 @@ impl ShareStore for FsStore {
 
     fn share_count(&self) -> Result<u64, StoreError> {
         Ok(self.share_count.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use lafs_proto::AccountId;
+
+    fn meta() -> UploadMeta {
+        UploadMeta {
+            owner: AccountId([0; 32]),
+            shares: vec![ShareNum(0)],
+            share_size: None,
+            created_unix: 0,
+        }
+    }
+
+    fn store(dir: &Path, flush_behind: u64) -> FsStore {
+        let options = FsOptions {
+            flush_behind,
+            ..FsOptions::default()
+        };
+        FsStore::open(dir, options).unwrap()
+    }
+
+    #[test]
+    fn a_write_crosses_a_step_when_it_reaches_a_multiple_of_it() {
+        assert!(crosses_step(0, 4096, 4096));
+        assert!(crosses_step(4000, 200, 4096));
+        assert!(crosses_step(100, 10_000, 4096));
+        assert!(!crosses_step(0, 4095, 4096));
+        assert!(!crosses_step(4096, 4095, 4096));
+        assert!(!crosses_step(4000, 0, 4096));
+        assert!(!crosses_step(0, 1 << 20, 0));
+        assert!(!crosses_step(u64::MAX - 1, 1, 4096));
+    }
+
+    #[test]
+    fn long_incoming_shares_are_flushed_behind_and_commit_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 4096);
+        let id = UploadId([7; 16]);
+        s.create_upload(id, &meta()).unwrap();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        for (i, chunk) in data.chunks(3000).enumerate() {
+            s.write_incoming(id, ShareNum(0), i as u64 * 3000, chunk)
+                .unwrap();
+        }
+        // 20 000 bytes cross 4 multiples of 4096; a flush still running is not started again.
+        let started = s.background_flushes();
+        assert!((1..=4).contains(&started), "{started} flushes");
+        let si = StorageIndex([3; 32]);
+        assert!(s
+            .commit_share(id, ShareNum(0), &si, data.len() as u64)
+            .unwrap());
+        assert_eq!(
+            s.read_share(&si, ShareNum(0), 0, data.len() as u64)
+                .unwrap(),
+            data
+        );
+        // Settled and forgotten at commit.
+        assert!(s.flushes.lock().is_empty());
+    }
+
+    #[test]
+    fn without_flush_behind_no_background_flush_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 0);
+        let id = UploadId([8; 16]);
+        s.create_upload(id, &meta()).unwrap();
+        s.write_incoming(id, ShareNum(0), 0, &vec![1; 100_000])
+            .unwrap();
+        assert_eq!(s.background_flushes(), 0);
+    }
+
+    #[test]
+    fn a_share_whose_background_flush_failed_is_not_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 4096);
+        let id = UploadId([9; 16]);
+        s.create_upload(id, &meta()).unwrap();
+        s.write_incoming(id, ShareNum(0), 0, &[5; 100]).unwrap();
+        let path = s.upload_dir(id).join("0.data");
+        s.flushes.lock().insert(
+            path,
+            FlushState {
+                running: false,
+                failed: Some("Input/output error (os error 5)".into()),
+            },
+        );
+        let si = StorageIndex([4; 32]);
+        let err = s.commit_share(id, ShareNum(0), &si, 100).unwrap_err();
+        assert!(err.to_string().contains("os error 5"), "{err}");
+        assert!(s.list_shares(&si).unwrap().is_empty());
+    }
+
+    #[test]
+    fn settling_waits_for_the_running_flush_and_reports_its_error() {
+        let flushes = Arc::new(Flushes::default());
+        let path = PathBuf::from("/nonexistent/0.data");
+        flushes.lock().insert(
+            path.clone(),
+            FlushState {
+                running: true,
+                failed: None,
+            },
+        );
+        let (f, p) = (Arc::clone(&flushes), path.clone());
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            f.finish(&p, Some(io::Error::other("disk gone")));
+        });
+        assert_eq!(flushes.settle(&path), Err("disk gone".to_string()));
+        t.join().unwrap();
+        // Forgotten once reported.
+        assert_eq!(flushes.settle(&path), Ok(()));
+    }
+
+    #[test]
+    fn removing_an_upload_forgets_its_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 1024);
+        let id = UploadId([10; 16]);
+        s.create_upload(id, &meta()).unwrap();
+        s.write_incoming(id, ShareNum(0), 0, &[1; 5000]).unwrap();
+        s.remove_upload(id).unwrap();
+        assert!(s.flushes.lock().is_empty());
     }
 }

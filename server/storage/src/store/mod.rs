@@ -24,7 +24,7 @@ use lafs_proto::{AccountId, ShareNum, StorageIndex, UploadId};
 use serde::{Deserialize, Serialize};
 
 pub use faulty::{FaultPlan, FaultyStore};
-pub use fs::{FsOptions, FsStore};
+pub use fs::{FsOptions, FsStore, DEFAULT_FLUSH_BEHIND};
 pub use memory::MemoryStore;
 
 use crate::ranges::RangeSet;
