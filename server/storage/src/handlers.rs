@@ -236,6 +236,26 @@ async fn authenticate_as(
     Ok(Signed { account, body })
 }
 
+/// A signed request carrying immutable share data (a write or a whole share): authenticated with
+/// the body bound by length, refused by a read-only server, and refused when the body is empty
+/// (`what` names it in that message). Returns the signer and the non-empty data.
+async fn share_data_request(
+    st: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    what: &str,
+) -> Result<Signed, ApiError> {
+    let limit = st.config().max_request_body;
+    let signed = authenticate_as(st, method, uri, headers, body, limit, Binding::ShareData).await?;
+    refuse_if_read_only(st)?;
+    if signed.body.is_empty() {
+        return Err(ApiError::bad_request(format!("empty {what}")));
+    }
+    Ok(signed)
+}
+
 fn check(
     st: &AppState,
     method: &Method,
@@ -778,21 +798,8 @@ async fn write(
     let share = parse_share(&share)?;
     let offset = parse_offset(uri.query())?;
     let cfg = st.config();
-    let signed = authenticate_as(
-        &st,
-        &method,
-        &uri,
-        &headers,
-        body,
-        cfg.max_request_body,
-        Binding::ShareData,
-    )
-    .await?;
-    refuse_if_read_only(&st)?;
+    let signed = share_data_request(&st, &method, &uri, &headers, body, "write").await?;
     let data = signed.body;
-    if data.is_empty() {
-        return Err(ApiError::bad_request("empty write"));
-    }
     let end = offset
         .checked_add(data.len() as u64)
         .ok_or_else(|| ApiError::range("offset + length overflows"))?;
@@ -999,21 +1006,8 @@ async fn put_share(
         ));
     }
     let cfg = st.config();
-    let signed = authenticate_as(
-        &st,
-        &method,
-        &uri,
-        &headers,
-        body,
-        cfg.max_request_body,
-        Binding::ShareData,
-    )
-    .await?;
-    refuse_if_read_only(&st)?;
+    let signed = share_data_request(&st, &method, &uri, &headers, body, "share").await?;
     let data = signed.body;
-    if data.is_empty() {
-        return Err(ApiError::bad_request("empty share"));
-    }
     let len = data.len() as u64;
     if len > cfg.max_share_size {
         return Err(ApiError::too_large(format!(
