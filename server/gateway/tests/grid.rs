@@ -4,157 +4,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use common::data;
-use ed25519_dalek::SigningKey;
+use common::{data, TestGrid};
 use lafs_caps::{Cap, ImmutableReadCap, ImmutableVerifyCap};
 use lafs_codec::{decrypt_at, CIPHERTEXT_SEGMENT_TAG};
-use lafs_gateway::{AppState, ClientGrid, Config};
-use lafs_hashtree::{tagged_hash, Hash, NodeIndex, PartialTree};
-use lafs_introducer::announcer::{Announcer, AnnouncerConfig, ServerInfo};
-use lafs_introducer::{Clock, IntroducerConfig, IntroducerState, INTRODUCER_PATH};
-use lafs_storage::{MemoryStore, ShareStore};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-
-struct TestGrid {
-    base: String,
-    http: reqwest::Client,
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-    announcers: Vec<Announcer>,
-    _dir: Arc<lafs_netclient::Grid>,
-}
-
-fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let mut rx = rx.clone();
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
-}
-
-async fn bind() -> (TcpListener, SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap();
-    (l, a)
-}
-
-impl TestGrid {
-    async fn start(servers: u8) -> Self {
-        let (stop, rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
-        let (l, addr) = bind().await;
-        let intro_url = format!("ws://{addr}{INTRODUCER_PATH}");
-        let state = IntroducerState::new(IntroducerConfig::default());
-        let s = stopped(&rx);
-        tasks.spawn(async move {
-            lafs_introducer::serve(l, state, s).await.unwrap();
-        });
-        let mut announcers = Vec::new();
-        for i in 0..servers {
-            let store: Arc<dyn ShareStore> = Arc::new(MemoryStore::new(1 << 30));
-            let config = lafs_storage::Config {
-                accepts_mutable: true,
-                ..lafs_storage::Config::default()
-            };
-            let state = lafs_storage::AppState::new(config, store).unwrap();
-            state.enable_mutable(Arc::new(lafs_storage::MemoryMutableStore::new()));
-            let (l, addr) = bind().await;
-            let s = stopped(&rx);
-            tasks.spawn(async move {
-                lafs_storage::serve(l, state, s).await.unwrap();
-            });
-            let url = format!("http://{addr}");
-            announcers.push(Announcer::spawn(
-                AnnouncerConfig::new(intro_url.clone()),
-                SigningKey::from_bytes(&[i + 1; 32]),
-                Clock::system(),
-                move || ServerInfo {
-                    url: url.clone(),
-                    protocol: 1,
-                    capacity: 1 << 30,
-                    available: 1 << 30,
-                    nickname: format!("s{i}"),
-                },
-            ));
-        }
-        let config = lafs_client::ClientConfig {
-            happy: 5,
-            ..lafs_client::ClientConfig::default()
-        };
-        let (client, dir) = lafs_netclient::connect(
-            &intro_url,
-            SigningKey::from_bytes(&[200; 32]),
-            usize::from(servers),
-            Duration::from_secs(20),
-            config,
-        )
-        .await
-        .unwrap();
-        let state = AppState::new(Config::default(), Arc::new(ClientGrid::new(client)));
-        let (l, addr) = bind().await;
-        let s = stopped(&rx);
-        tasks.spawn(async move {
-            lafs_gateway::serve(l, state, s).await.unwrap();
-        });
-        Self {
-            base: format!("http://{addr}"),
-            // No connection reuse: the gateway answers a rejected upload before reading its body
-            // and then closes the connection, which a pooled client may race with its next
-            // request (hyper's IncompleteMessage).
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap(),
-            stop,
-            tasks,
-            announcers,
-            _dir: dir,
-        }
-    }
-
-    async fn put(&self, path: &str, body: Vec<u8>) -> (u16, String) {
-        let r = self
-            .http
-            .put(format!("{}{path}", self.base))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    async fn get(
-        &self,
-        path: &str,
-        range: Option<&str>,
-    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-        let mut req = self.http.get(format!("{}{path}", self.base));
-        if let Some(r) = range {
-            req = req.header("range", r);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        (status, headers, r.bytes().await.unwrap().to_vec())
-    }
-
-    async fn shutdown(mut self) {
-        for a in self.announcers.drain(..) {
-            a.stop().await;
-        }
-        self.stop.send_replace(true);
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await
-        .expect("servers stop");
-    }
-}
+use lafs_hashtree::{tagged_hash, PartialTree};
 
 fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
@@ -169,10 +22,9 @@ async fn real_grid_round_trips_ranges_and_ciphertext() {
         .enumerate()
     {
         let d = data(len, 100 + i as u64);
-        let (status, cap) = grid
-            .put(&format!("/uri?segment_size={seg}"), d.clone())
+        let cap = grid
+            .upload(&format!("?segment_size={seg}"), d.clone())
             .await;
-        assert_eq!(status, 200, "{cap}");
         let (status, h, body) = grid.get(&format!("/uri/{cap}"), None).await;
         assert_eq!(status, 200);
         assert_eq!(header(&h, "content-length"), Some(len.to_string().as_str()));
@@ -192,8 +44,7 @@ async fn real_grid_round_trips_ranges_and_ciphertext() {
 
     // A few MiB with default parameters, and random ranges.
     let d = data((3 << 20) + 777, 5);
-    let (status, cap) = grid.put("/uri", d.clone()).await;
-    assert_eq!(status, 200, "{cap}");
+    let cap = grid.upload("", d.clone()).await;
     let (_, _, body) = grid.get(&format!("/uri/{cap}"), None).await;
     assert!(body == d);
     let mut rng = fastrand::Rng::with_seed(11);
@@ -222,15 +73,10 @@ async fn real_grid_round_trips_ranges_and_ciphertext() {
         header(&h, "content-range"),
         Some(format!("bytes */{}", d.len()).as_str())
     );
-    let r = grid
-        .http
-        .head(format!("{}/uri/{cap}", grid.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let (status, h) = grid.head(&format!("/uri/{cap}")).await;
+    assert_eq!(status, 200);
     assert_eq!(
-        header(r.headers(), "content-length"),
+        header(&h, "content-length"),
         Some(d.len().to_string().as_str())
     );
 
@@ -266,19 +112,7 @@ async fn real_grid_round_trips_ranges_and_ciphertext() {
         )
         .await;
     let mut tree = PartialTree::new(ueb.ciphertext_root, 4).unwrap();
-    let nodes: Vec<(NodeIndex, Hash)> = proof["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let h: [u8; 32] = hex::decode(p["hash"].as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap();
-            (NodeIndex(p["node"].as_u64().unwrap() as usize), Hash(h))
-        })
-        .collect();
-    tree.add_nodes(&nodes).unwrap();
+    tree.add_nodes(&common::proof_nodes(&proof)).unwrap();
     for (j, seg) in segs.chunks(1 << 20).enumerate() {
         tree.add_leaf(1 + j, tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[seg]))
             .unwrap();
@@ -299,19 +133,11 @@ async fn real_grid_round_trips_ranges_and_ciphertext() {
     assert_eq!(status, 410);
 
     // Ciphertext encrypted here, stored through the gateway, read back both ways.
-    let key = lafs_codec::random_key().unwrap();
     let plain = data(200_000, 77);
-    let mut ct = plain.clone();
-    lafs_codec::encrypt_at(&key, 0, &mut ct).unwrap();
-    let sel = hex::encode(lafs_caps::selection_index_for(&key).0);
-    let (status, vc) = grid
-        .put(
-            &format!("/ciphertext?selection_index={sel}&segment_size=65536"),
-            ct.clone(),
-        )
+    let (key, ct) = common::encrypt(&plain);
+    let vc = grid
+        .put_ciphertext(&key, "&segment_size=65536", ct.clone())
         .await;
-    assert_eq!(status, 200, "{vc}");
-    let vc: ImmutableVerifyCap = vc.parse().unwrap();
     let (status, _, back) = grid.get(&format!("/ciphertext/{vc}"), None).await;
     assert_eq!(status, 200);
     assert!(back == ct);
@@ -322,16 +148,10 @@ async fn real_grid_round_trips_ranges_and_ciphertext() {
 
     // A form upload.
     let (ct_type, body) = common::multipart(&[], &plain);
-    let r = grid
-        .http
-        .post(format!("{}/uri?t=upload", grid.base))
-        .header("content-type", ct_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let cap = r.text().await.unwrap();
+    let (status, cap) = grid
+        .post("/uri?t=upload", &[("content-type", &ct_type)], body)
+        .await;
+    assert_eq!(status, 200);
     let (_, _, back) = grid.get(&format!("/uri/{cap}"), None).await;
     assert!(back == plain);
 
@@ -341,16 +161,7 @@ async fn real_grid_round_trips_ranges_and_ciphertext() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directories_and_mutable_files_on_a_real_grid() {
     let g = TestGrid::start(5).await;
-    let http = &g.http;
-    let base = g.base.clone();
-    let post = |path: String, body: Vec<u8>| {
-        let url = format!("{base}{path}");
-        async move {
-            let r = http.post(url).body(body).send().await.unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        }
-    };
-    let (st, dir) = post("/uri?t=mkdir".into(), Vec::new()).await;
+    let (st, dir) = g.post("/uri?t=mkdir", &[], Vec::new()).await;
     assert_eq!(st, 200, "{dir}");
     let data = vec![9u8; 100_000];
     let (st, file) = g.put(&format!("/uri/{dir}/sub/x.bin"), data.clone()).await;
@@ -366,20 +177,18 @@ async fn directories_and_mutable_files_on_a_real_grid() {
     assert_eq!(st, 200);
     let v: serde_json::Value = serde_json::from_slice(&j).unwrap();
     assert_eq!(v[1]["children"]["x.bin"][1]["ro_uri"], file.as_str());
-    let (st, _) = post(
-        format!("/uri/{dir}/sub?t=rename&from_name=x.bin&to_name=y.bin"),
-        Vec::new(),
-    )
-    .await;
+    let (st, _) = g
+        .post(
+            &format!("/uri/{dir}/sub?t=rename&from_name=x.bin&to_name=y.bin"),
+            &[],
+            Vec::new(),
+        )
+        .await;
     assert_eq!(st, 200);
-    let r = http
-        .delete(format!("{}/uri/{dir}/sub/y.bin", g.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204);
+    let st = g.delete(&format!("/uri/{dir}/sub/y.bin")).await;
+    assert_eq!(st, 204);
     // A mutable file, partially rewritten.
-    let (st, m) = post("/uri?t=mutable".into(), b"0123456789".to_vec()).await;
+    let (st, m) = g.post("/uri?t=mutable", &[], b"0123456789".to_vec()).await;
     assert_eq!(st, 200, "{m}");
     let (st, _) = g.put(&format!("/uri/{m}?offset=8"), b"AB!".to_vec()).await;
     assert_eq!(st, 200);
