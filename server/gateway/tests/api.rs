@@ -3,27 +3,17 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::Router;
-use common::{call, data, get, head, multipart, put, Resp};
+use common::{data, get, head, multipart, put, request, upload, Resp};
 use lafs_caps::{Cap, ImmutableReadCap, ImmutableVerifyCap};
-use lafs_codec::{decrypt_at, encrypt_at, random_key, CIPHERTEXT_SEGMENT_TAG};
-use lafs_gateway::{app, AppState, Config, MemoryGrid};
-use lafs_hashtree::{tagged_hash, Hash, NodeIndex, PartialTree};
+use lafs_codec::{decrypt_at, random_key, CIPHERTEXT_SEGMENT_TAG};
+use lafs_gateway::{Config, MemoryGrid};
+use lafs_hashtree::{tagged_hash, Hash, PartialTree};
 
 fn setup() -> (Router, MemoryGrid) {
-    let grid = MemoryGrid::new();
-    let state = AppState::new(Config::default(), Arc::new(grid.clone()));
-    (app(state), grid)
-}
-
-async fn upload(app: &Router, query: &str, body: &[u8]) -> String {
-    let r = put(app, &format!("/uri{query}"), body.to_vec()).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    r.text()
+    common::memory_app(Config::default())
 }
 
 #[tokio::test]
@@ -276,13 +266,7 @@ async fn missing_and_corrupt_shares() {
 
 async fn form_post(app: &Router, uri: &str, fields: &[(&str, &str)], file: &[u8]) -> Resp {
     let (ct, body) = multipart(fields, file);
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .header("content-type", ct)
-        .body(Body::from(body))
-        .unwrap();
-    call(app, req).await
+    request(app, Method::POST, uri, &[("content-type", &ct)], body).await
 }
 
 #[tokio::test]
@@ -306,25 +290,11 @@ async fn form_upload() {
     // No file field.
     let (ct, _) = multipart(&[], b"");
     let body = ("--lafs-test-boundary-7d1f\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\ny\r\n--lafs-test-boundary-7d1f--\r\n").to_owned();
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/uri")
-        .header("content-type", ct)
-        .body(Body::from(body))
-        .unwrap();
-    let r = call(&app, req).await;
+    let r = request(&app, Method::POST, "/uri", &[("content-type", &ct)], body).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.text().contains("file"));
     // Not multipart at all.
-    let r = call(
-        &app,
-        Request::builder()
-            .method(Method::POST)
-            .uri("/uri")
-            .body(Body::from("x"))
-            .unwrap(),
-    )
-    .await;
+    let r = request(&app, Method::POST, "/uri", &[], "x").await;
     assert!(r.status.is_client_error(), "{}", r.status);
     // GET /uri?uri=CAP redirects to /uri/CAP.
     let r = get(&app, &format!("/uri?uri={cap}"), &[]).await;
@@ -338,19 +308,7 @@ fn check_proof(proof: &serde_json::Value, ueb_root: Hash, segment_size: usize, c
     let first = proof["first_segment"].as_u64().unwrap() as usize;
     let last = proof["last_segment"].as_u64().unwrap() as usize;
     let mut tree = PartialTree::new(ueb_root, n).unwrap();
-    let nodes: Vec<(NodeIndex, Hash)> = proof["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let h: [u8; 32] = hex::decode(p["hash"].as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap();
-            (NodeIndex(p["node"].as_u64().unwrap() as usize), Hash(h))
-        })
-        .collect();
-    tree.add_nodes(&nodes).unwrap();
+    tree.add_nodes(&common::proof_nodes(proof)).unwrap();
     for j in first..=last {
         let seg = &ciphertext[j * segment_size..((j + 1) * segment_size).min(ciphertext.len())];
         let leaf = tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[seg]);
@@ -442,11 +400,9 @@ async fn ciphertext_endpoints() {
 #[tokio::test]
 async fn ciphertext_put_then_get() {
     let (app, _) = setup();
-    let key = random_key().unwrap();
     let plain = data(7777, 31);
-    let mut ct = plain.clone();
-    encrypt_at(&key, 0, &mut ct).unwrap();
-    let sel = hex::encode(lafs_caps::selection_index_for(&key).0);
+    let (key, ct) = common::encrypt(&plain);
+    let sel = common::sel_hex(&key);
     let r = put(
         &app,
         &format!("/ciphertext?selection_index={sel}&segment_size=2000&k=2&n=3"),
@@ -488,15 +444,18 @@ async fn cors() {
     for h in ["content-range", "content-length", "accept-ranges"] {
         assert!(exposed.contains(h), "{exposed}");
     }
-    let req = Request::builder()
-        .method(Method::OPTIONS)
-        .uri("/ciphertext")
-        .header("origin", "https://example.org")
-        .header("access-control-request-method", "PUT")
-        .header("access-control-request-headers", "range,content-type")
-        .body(Body::empty())
-        .unwrap();
-    let r = call(&app, req).await;
+    let r = request(
+        &app,
+        Method::OPTIONS,
+        "/ciphertext",
+        &[
+            ("origin", "https://example.org"),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "range,content-type"),
+        ],
+        Body::empty(),
+    )
+    .await;
     assert!(r.status.is_success(), "{}", r.status);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     assert!(r
@@ -508,14 +467,13 @@ async fn cors() {
 #[tokio::test]
 async fn static_files() {
     let dir = tempfile::tempdir().unwrap();
-    let state = AppState::new(
+    let app = common::router_on(
         Config {
             static_dir: Some(dir.path().to_path_buf()),
             ..Config::default()
         },
-        Arc::new(MemoryGrid::new()),
+        MemoryGrid::new(),
     );
-    let app = app(state);
     let r = get(&app, "/", &[]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(r.text().contains("not built"), "{}", r.text());

@@ -11,48 +11,21 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use bytes::Bytes;
-use common::{call, data, get, put, Resp};
+use common::{call, data, delete, encrypt, get, put, router_on, sel_hex, Resp};
 use futures_util::StreamExt;
 use lafs_caps::{Cap, ImmutableReadCap, ImmutableVerifyCap, ReadKey};
-use lafs_codec::{encrypt_at, random_key};
 use lafs_gateway::{
-    app, AppState, BoxFuture, ByteStream, Config, Grid, GridError, GridFile, MemoryGrid, ShareView,
-    UploadSpec, Uploaded,
+    BoxFuture, ByteStream, Config, Grid, GridError, GridFile, MemoryGrid, ShareView, UploadSpec,
+    Uploaded,
 };
 
 fn setup(config: Config) -> (Router, MemoryGrid) {
-    let grid = MemoryGrid::new();
-    (app(AppState::new(config, Arc::new(grid.clone()))), grid)
+    common::memory_app(config)
 }
 
+/// `POST {uri}` without a body.
 async fn post(app: &Router, uri: &str) -> Resp {
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .body(Body::empty())
-        .unwrap();
-    call(app, req).await
-}
-
-async fn delete(app: &Router, uri: &str) -> Resp {
-    let req = Request::builder()
-        .method(Method::DELETE)
-        .uri(uri)
-        .body(Body::empty())
-        .unwrap();
-    call(app, req).await
-}
-
-/// The ciphertext of `plain` under a fresh key, and the key.
-fn encrypt(plain: &[u8]) -> (ReadKey, Vec<u8>) {
-    let key = random_key().unwrap();
-    let mut ct = plain.to_vec();
-    encrypt_at(&key, 0, &mut ct).unwrap();
-    (key, ct)
-}
-
-fn sel_hex(key: &ReadKey) -> String {
-    hex::encode(lafs_caps::selection_index_for(key).0)
+    common::request(app, Method::POST, uri, &[], Body::empty()).await
 }
 
 /// Opens a session for `size` bytes; returns its id.
@@ -419,10 +392,7 @@ fn probe(fail_after: Option<u64>, open_gate: bool) -> (Router, Probe) {
         gate: Arc::new(tokio::sync::Semaphore::new(usize::from(open_gate))),
         fail_after,
     };
-    (
-        app(AppState::new(Config::default(), Arc::new(p.clone()))),
-        p,
-    )
+    (router_on(Config::default(), p.clone()), p)
 }
 
 #[tokio::test]
