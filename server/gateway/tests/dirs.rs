@@ -2,14 +2,14 @@
 //! grid (every request goes through the real router).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
+use common::router_on;
 use lafs_client::{sim::SimGrid, Client, ClientConfig};
-use lafs_gateway::{app, AppState, ClientGrid, Config, MemoryGrid};
-use tower::ServiceExt;
+use lafs_gateway::{ClientGrid, Config, MemoryGrid};
 
 async fn call(
     router: &axum::Router,
@@ -17,29 +17,13 @@ async fn call(
     uri: &str,
     body: &[u8],
 ) -> (StatusCode, Vec<u8>) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::from(body.to_vec()))
-        .unwrap();
-    let resp = router.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    (status, bytes)
+    let r = common::request(router, method.parse().unwrap(), uri, &[], body.to_vec()).await;
+    (r.status, r.body)
 }
 
 fn router() -> axum::Router {
     let client = Client::new(Arc::new(SimGrid::new(10, 3)), ClientConfig::default());
-    app(AppState::new(
-        Config::default(),
-        Arc::new(ClientGrid::new(client)),
-    ))
+    router_on(Config::default(), ClientGrid::new(client))
 }
 
 fn s(b: &[u8]) -> String {
@@ -145,10 +129,7 @@ async fn mutable_file_api() {
 
 #[tokio::test]
 async fn memory_grid_answers_501() {
-    let r = app(AppState::new(
-        Config::default(),
-        Arc::new(MemoryGrid::new()),
-    ));
+    let r = router_on(Config::default(), MemoryGrid::new());
     assert_eq!(
         call(&r, "POST", "/uri?t=mkdir", b"").await.0,
         StatusCode::NOT_IMPLEMENTED
