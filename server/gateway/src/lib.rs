@@ -50,12 +50,9 @@ use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use lafs_codec::Params;
+use lafs_serve::{serve_connections, Limits};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeDir;
 
@@ -291,65 +288,18 @@ impl NotBuilt {
 /// Each connection must send its request headers within [`Config::header_read_timeout`]
 /// (slow clients are disconnected); at most [`Config::max_connections`] are served at once,
 /// more wait in the accept queue. Bodies are not timed: uploads and downloads of any size
-/// stream for as long as they take.
+/// stream for as long as they take. The connection loop is [`lafs_serve::serve_connections`],
+/// which says what happens to open connections at shutdown.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let config = state.config().clone();
-    let router = app(state);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let mut conns = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let mut stop = stop_rx.clone();
-        let header_timeout = config.header_read_timeout;
-        conns.spawn(async move {
-            let _permit = permit;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let res = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = res {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-        // Reap finished connection tasks so the set does not grow.
-        while conns.try_join_next().is_some() {}
-    }
-    let _ = stop_tx.send(true);
-    while conns.join_next().await.is_some() {}
+    let config = state.config();
+    let limits = Limits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+    };
+    serve_connections(listener, app(state), limits, shutdown).await;
     Ok(())
 }

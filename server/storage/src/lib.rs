@@ -38,13 +38,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use lafs_proto::signing::DEFAULT_MAX_SKEW_SECS;
 use lafs_proto::{AccountId, ReplayGuard};
+use lafs_serve::{serve_connections, Limits};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -255,7 +253,8 @@ pub fn app(state: AppState) -> Router {
 ///
 /// Each connection gets the configured header-read timeout (slow clients are disconnected);
 /// at most `max_connections` are served at once. Idle uploads are swept every
-/// `upload_ttl / 4` (at least every second).
+/// `upload_ttl / 4` (at least every second). The connection loop is
+/// [`lafs_serve::serve_connections`], which says what happens to open connections at shutdown.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -266,7 +265,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let sweeper = {
         let state = state.clone();
-        let mut stop = stop_rx.clone();
+        let mut stop = stop_rx;
         let period = (config.upload_ttl / 4).max(Duration::from_secs(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
@@ -278,57 +277,16 @@ pub async fn serve(
             }
         })
     };
-    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let mut conns = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let mut stop = stop_rx.clone();
-        let header_timeout = config.header_read_timeout;
-        conns.spawn(async move {
-            let _permit = permit;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let res = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = res {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-        // Reap finished connection tasks so the set does not grow.
-        while conns.try_join_next().is_some() {}
-    }
-    let _ = stop_tx.send(true);
+    let limits = Limits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+    };
+    // The sweeper stops when `shutdown` completes, while open requests drain.
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    serve_connections(listener, router, limits, shutdown).await;
     let _ = sweeper.await;
-    while conns.join_next().await.is_some() {}
     Ok(())
 }
