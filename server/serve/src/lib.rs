@@ -166,16 +166,29 @@ mod tests {
             .route("/quick", get(|| async { "quick" }))
     }
 
+    /// A running [`serve_connections`] over [`router`].
     struct Server {
         addr: SocketAddr,
+        /// Sending (or dropping) this completes the shutdown future.
         stop: Option<oneshot::Sender<()>>,
         task: JoinHandle<()>,
+        /// How many `/hold` requests reached the handler.
+        entered: watch::Receiver<usize>,
+        /// Each permit added lets one held `/hold` request answer.
+        gate: Arc<Semaphore>,
     }
 
-    async fn start(router: Router, limits: Limits) -> Server {
+    async fn start(max_connections: usize, header_read_timeout: Duration) -> Server {
+        let (entered_tx, entered) = watch::channel(0usize);
+        let gate = Arc::new(Semaphore::new(0));
+        let limits = Limits {
+            max_connections,
+            header_read_timeout,
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
+        let router = router(entered_tx, Arc::clone(&gate));
         let task = tokio::spawn(serve_connections(listener, router, limits, async {
             let _ = stopped.await;
         }));
@@ -183,6 +196,8 @@ mod tests {
             addr,
             stop: Some(stop),
             task,
+            entered,
+            gate,
         }
     }
 
@@ -234,13 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn connections_beyond_the_limit_wait_until_one_closes() {
-        let (entered_tx, mut entered) = watch::channel(0usize);
-        let gate = Arc::new(Semaphore::new(0));
-        let limits = Limits {
-            max_connections: 2,
-            header_read_timeout: WAIT,
-        };
-        let server = start(router(entered_tx, Arc::clone(&gate)), limits).await;
+        let mut server = start(2, WAIT).await;
 
         let clients: Vec<TcpStream> = {
             let mut v = Vec::new();
@@ -249,21 +258,21 @@ mod tests {
             }
             v
         };
-        timeout(WAIT, entered.wait_for(|n| *n >= 2))
+        timeout(WAIT, server.entered.wait_for(|n| *n >= 2))
             .await
             .expect("two connections are served")
             .unwrap();
         // The third connection was not accepted: its request has not reached the handler.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(*entered.borrow(), 2, "a third connection was served");
+        assert_eq!(*server.entered.borrow(), 2, "a third connection was served");
 
         // One held request finishes and its connection closes: the third one is served.
-        gate.add_permits(1);
-        timeout(WAIT, entered.wait_for(|n| *n >= 3))
+        server.gate.add_permits(1);
+        timeout(WAIT, server.entered.wait_for(|n| *n >= 3))
             .await
             .expect("the waiting connection is served once a slot frees")
             .unwrap();
-        gate.add_permits(2);
+        server.gate.add_permits(2);
         for c in clients {
             let resp = read_to_close(c).await;
             assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
@@ -275,20 +284,14 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_finishes_open_requests_and_closes_idle_connections() {
-        let (entered_tx, mut entered) = watch::channel(0usize);
-        let gate = Arc::new(Semaphore::new(0));
-        let limits = Limits {
-            max_connections: 16,
-            header_read_timeout: WAIT,
-        };
-        let mut server = start(router(entered_tx, Arc::clone(&gate)), limits).await;
+        let mut server = start(16, WAIT).await;
 
         // An idle keep-alive connection (one request answered) and a request in progress.
         let mut idle = send(server.addr, "GET /quick HTTP/1.1\r\nHost: x\r\n\r\n").await;
         let resp = timeout(WAIT, read_response(&mut idle)).await.unwrap();
         assert!(resp.ends_with("quick"), "{resp}");
         let busy = send(server.addr, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        timeout(WAIT, entered.wait_for(|n| *n == 1))
+        timeout(WAIT, server.entered.wait_for(|n| *n == 1))
             .await
             .unwrap()
             .unwrap();
@@ -304,7 +307,7 @@ mod tests {
         // ...while the request in progress holds the server open.
         assert!(!server.task.is_finished(), "returned with a request open");
 
-        gate.add_permits(1);
+        server.gate.add_permits(1);
         let resp = read_to_close(busy).await;
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert!(resp.ends_with("held"), "{resp}");
@@ -320,12 +323,7 @@ mod tests {
 
     #[tokio::test]
     async fn slow_headers_are_cut() {
-        let (entered_tx, _entered) = watch::channel(0usize);
-        let limits = Limits {
-            max_connections: 1,
-            header_read_timeout: Duration::from_millis(200),
-        };
-        let server = start(router(entered_tx, Arc::new(Semaphore::new(0))), limits).await;
+        let server = start(1, Duration::from_millis(200)).await;
         let slow = send(server.addr, "GET /qu").await;
         // Closed without an answer (or with a 408 from hyper), well within the bound.
         let resp = read_to_close(slow).await;
