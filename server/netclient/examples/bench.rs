@@ -63,6 +63,10 @@ struct Args {
     /// Segments in flight (`ClientConfig::pipeline_depth`; default: the client's default).
     #[arg(long)]
     pipeline_depth: Option<usize>,
+    /// Bytes merged into one write per share (`ClientConfig::write_chunk`; default: the
+    /// client's default).
+    #[arg(long)]
+    write_chunk: Option<usize>,
     /// Share store of the servers: `durable` (on disk, the server's default options: one fsync
     /// per share, when it is filed), `sync-writes` (on disk, fsync after every write too) or
     /// `memory` (counts every share in the grid process's RSS).
@@ -603,6 +607,9 @@ fn run(args: &Args) {
     };
     if let Some(d) = args.pipeline_depth {
         config.pipeline_depth = d;
+    }
+    if let Some(c) = args.write_chunk {
+        config.write_chunk = c;
     }
     let startup_peak = peak_rss_mib("self");
     config.spawner = Some(lafs_netclient::tokio_spawner());
