@@ -81,6 +81,9 @@ impl Default for FsOptions {
 /// Default [`FsOptions::flush_behind`]: 32 MiB.
 pub const DEFAULT_FLUSH_BEHIND: u64 = 32 << 20;
 
+/// Background flushes running at once, at most (one per incoming share file).
+const MAX_FLUSH_THREADS: usize = 16;
+
 /// Background flushes of incoming share files: which run, and which failed.
 #[derive(Debug, Default)]
 struct Flushes {
@@ -103,10 +106,14 @@ impl Flushes {
     }
 
     /// Starts an `fdatasync` of `f` (the file at `path`) on a thread of its own, unless one
-    /// is running for it already.
+    /// is running for it already or [`MAX_FLUSH_THREADS`] are running in all (many uploads at
+    /// once then cost no more threads; their commits write what was not flushed).
     fn start(self: &Arc<Self>, path: &Path, f: &File) {
         {
             let mut state = self.lock();
+            if state.values().filter(|e| e.running).count() >= MAX_FLUSH_THREADS {
+                return;
+            }
             let entry = state.entry(path.to_path_buf()).or_default();
             if entry.running {
                 return;
@@ -748,6 +755,31 @@ mod tests {
         assert_eq!(flushes.settle(&path), Err("disk gone".to_string()));
         t.join().unwrap();
         // Forgotten once reported.
+        assert_eq!(flushes.settle(&path), Ok(()));
+    }
+
+    #[test]
+    fn no_more_than_the_cap_of_flushes_run_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let flushes = Arc::new(Flushes::default());
+        for i in 0..MAX_FLUSH_THREADS {
+            flushes.lock().insert(
+                PathBuf::from(format!("/running/{i}")),
+                FlushState {
+                    running: true,
+                    failed: None,
+                },
+            );
+        }
+        let path = dir.path().join("0.data");
+        let f = File::create(&path).unwrap();
+        flushes.start(&path, &f);
+        assert_eq!(flushes.started.load(Ordering::Relaxed), 0);
+        assert!(!flushes.lock().contains_key(&path));
+        // One ends: the next start runs.
+        flushes.finish(Path::new("/running/0"), None);
+        flushes.start(&path, &f);
+        assert_eq!(flushes.started.load(Ordering::Relaxed), 1);
         assert_eq!(flushes.settle(&path), Ok(()));
     }
 
