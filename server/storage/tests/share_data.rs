@@ -9,7 +9,7 @@
 //!   nothing visible;
 //! * `FsStore` fsyncs a share once, at finish, however many writes it took; an unfinished
 //!   upload whose incoming bytes went stale (power failure without per-write fsync) is never
-//!   filed.
+//!   filed; a share flushed behind its writes (`FsOptions::flush_behind`) is filed whole.
 
 // Test helpers panic on failed set-up steps on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use common::*;
 use lafs_proto::storage::{ErrorCode, PutShareResponse, UploadStatus};
-use lafs_storage::{AppState, Config, FaultPlan, FaultyStore, FsOptions, FsStore};
+use lafs_storage::{AppState, Config, FaultPlan, FaultyStore, FsOptions, FsStore, ShareStore};
 
 #[tokio::test]
 async fn tampered_write_is_never_filed_and_replays_are_refused() {
@@ -178,6 +178,41 @@ async fn fs_store_fsyncs_each_share_once() {
         assert_eq!(c.listed(&si).await, vec![0, 1]);
         srv.stop().await;
     }
+}
+
+#[tokio::test]
+async fn a_share_flushed_behind_its_writes_is_filed_whole() {
+    let (shares, enc) = make_shares(60_000, 24);
+    let dir = tempfile::tempdir().unwrap();
+    // Flush-behind every 8 KiB: several background flushes run during the writes below.
+    let options = FsOptions {
+        flush_behind: 8192,
+        ..FsOptions::default()
+    };
+    let store = Arc::new(FsStore::open(dir.path(), options).unwrap());
+    let srv = TestServer::start(AppState::new(Config::default(), store.clone()).unwrap()).await;
+    let c = srv.client(24);
+    let up = upload_id(24);
+    let share = &shares[0];
+    let len = share.len() as u64;
+    assert!(len > 16_384, "{len}");
+    c.allocate_share(&up, 0, len).await.expect(201);
+    for (i, d) in share.chunks(4096).enumerate() {
+        c.write(&up, 0, i as u64 * 4096, d).await.expect(200);
+    }
+    c.finish(&up, 0, len).await.expect(200);
+    assert!(store.background_flushes() >= 1);
+    // The commit's fsync is still the only one counted per share.
+    assert_eq!(store.share_file_syncs(), 1);
+    assert_eq!(c.listed(&si_text(&enc)).await, vec![0]);
+    let stored = store
+        .read_share(&enc.storage_index, lafs_proto::ShareNum(0), 0, len)
+        .unwrap();
+    assert!(
+        stored == *share,
+        "the filed share differs from the written one"
+    );
+    srv.stop().await;
 }
 
 #[tokio::test]
