@@ -9,6 +9,8 @@
 // and signed shares to the storage servers, and for a file's size `GET /ciphertext/<verifycap>?t=ueb`
 // (public). Never a directory cap, a file readcap or a key.
 
+import { apiUrl, gatewayError, gatewayOrigin, shareLink } from './gateway.js';
+
 const $ = (id) => document.getElementById(id);
 const MiB = 1024 * 1024;
 /** Bytes handed to the uploader per call (it encodes and sends segments as they fill). */
@@ -21,8 +23,9 @@ function wasm() {
 let gridPromise = null;
 /** The tab's grid client (one per page, with its own random account key). */
 function grid() {
+  if (gatewayError) return Promise.reject(new Error(gatewayError));
   gridPromise ??= wasm()
-    .LafsGrid.connect(location.origin)
+    .LafsGrid.connect(gatewayOrigin)
     .catch((e) => {
       gridPromise = null; // try again on the next navigation
       throw e;
@@ -260,7 +263,7 @@ function renderShare(listing) {
 }
 
 function showShare(fragment, what) {
-  $('dir-share-link').value = `${location.origin}${location.pathname}#${fragment}`;
+  $('dir-share-link').value = shareLink(fragment);
   $('dir-share-out').hidden = false;
   $('dir-share-copy').textContent = 'Copy';
   $('dir-share-what').textContent = what;
@@ -351,7 +354,7 @@ async function fillSizes(entries, rows) {
     let r = null;
     try {
       r = new (wasm().FileReader)(e.cap);
-      const resp = await fetch(new URL(`/ciphertext/${r.verifyCap}?t=ueb`, location.origin), { cache: 'no-store' });
+      const resp = await fetch(apiUrl(`/ciphertext/${r.verifyCap}?t=ueb`), { cache: 'no-store' });
       if (!resp.ok) continue;
       r.setUeb(new Uint8Array(await resp.arrayBuffer()));
       if (t !== token) return;

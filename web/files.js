@@ -16,6 +16,7 @@
 // and the service worker only ever sees random tokens and plaintext.
 
 import { openDirect } from './direct.js';
+import { apiUrl, shareLink } from './gateway.js';
 
 const MiB = 1024 * 1024;
 /** Bytes of ciphertext fetched (and verified) per request. */
@@ -41,9 +42,6 @@ const INLINE_MAX = 16 * MiB;
 const MEMORY_MAX = Number(new URLSearchParams(location.search).get('memory-max-mib') ?? 256) * MiB;
 
 const $ = (id) => document.getElementById(id);
-
-/** The gateway's API root: the origin serving this page. */
-const apiUrl = (path) => new URL(path, location.origin).href;
 
 let current = 0; // increments per opened link: a newer link cancels an older download
 let shownUrl = null;
@@ -1169,7 +1167,7 @@ async function upload(file) {
     const readCap = w.readCap(verifyCap);
     const t2 = performance.now();
     window.lafsTimings.upload = { bytes: file.size, encryptMs, uploadMs: t2 - t0 - encryptMs, totalMs: t2 - t0, chunks: Math.ceil(file.size / UPLOAD_CHUNK) };
-    const link = `${location.origin}${location.pathname}#${readCap}`;
+    const link = shareLink(readCap);
     $('upload-link').value = link;
     $('upload-open').href = link;
     out.hidden = false;

@@ -107,6 +107,23 @@ test('a directory made with the CLI opens from #<dircap>, files open in the view
   expect(requests.some((r) => /\/storage\/v1\/mutable\/[a-z2-7]+\/read$/.test(r.url()))).toBe(true);
 });
 
+test('a copy of the app on another host lists a directory through ?gateway= and opens its files', async ({ page }) => {
+  test.setTimeout(120_000);
+  const host = process.env.LAFS_WEB_URL; // web/dist on another origin than the gateway's
+  const q = `?gateway=${encodeURIComponent(grid.url)}`;
+  const requests = recordRequests(page);
+  await page.goto(`${host}/${q}#${root}`);
+  await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown', { timeout: 60_000 });
+  expect(await names(page)).toEqual(['photos', 'notes.txt']);
+  await expect(page.locator('#dir-list li[data-name="notes.txt"] .size')).toHaveText(`${(notes.length / 1024).toFixed(1)} KiB`);
+  await page.locator('#dir-list li[data-name="notes.txt"] a').click();
+  await expect(page.locator('#file-inline')).toHaveText(notes, { useInnerText: false, timeout: 60_000 });
+  expect(new URL(page.url()).search).toBe(q);
+  // The app's files come from the static host; everything else goes where it does on the gateway.
+  const others = requests.filter((r) => new URL(r.url()).origin !== new URL(host).origin);
+  await expectNoSecret(others, [root]);
+});
+
 test('with a write cap the tab creates a folder and uploads a file that the CLI sees', async ({ page }) => {
   test.setTimeout(180_000);
   const requests = recordRequests(page);

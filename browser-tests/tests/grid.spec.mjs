@@ -132,6 +132,36 @@ test('a file uploaded from the tab comes back byte for byte through lafs get', a
   expect(sha(saved)).toBe(sha(original));
 });
 
+test('a copy of the app on another host reads and uploads through the ?gateway= of its links', async ({ page }) => {
+  test.setTimeout(120_000);
+  // web/dist on the static server of the global setup: another origin than the gateway's.
+  const host = process.env.LAFS_WEB_URL;
+  const hosts = [new URL(host).origin, new URL(grid.url).origin];
+  expect(hosts[0]).not.toBe(hosts[1]);
+  const q = `?gateway=${encodeURIComponent(grid.url)}`;
+  const original = bytes((1 << 20) + 17, 93);
+  const cap = grid.put(original);
+  const requests = recordRequests(page);
+  const saved = await openAndSave(page, host, cap, q);
+  expect(sha(saved)).toBe(sha(original));
+
+  const small = original.subarray(0, 200_000);
+  const uploaded = await uploadFromTab(page, host, small, q);
+  expect(sha(grid.get(uploaded))).toBe(sha(small));
+  // The link it shows opens on the same copy and reads from the same gateway.
+  expect(await page.locator('#upload-link').inputValue()).toBe(`${host}/${q}#${uploaded}`);
+  // Requests go to the static host (the app) and the gateway only, and carry no cap.
+  await expectNoSecret(requests, [cap, uploaded], (u) => hosts.includes(u.origin));
+  expect(requests.some((r) => new URL(r.url()).origin === hosts[1])).toBe(true);
+});
+
+test('a link whose ?gateway= is not an http(s) URL says so', async ({ page }) => {
+  const cap = grid.put(bytes(1000, 5));
+  await page.goto(`${process.env.LAFS_WEB_URL}/?gateway=javascript:alert(1)#${cap}`);
+  await expect(page.locator('html')).toHaveAttribute('data-file-state', 'error', { timeout: 60_000 });
+  await expect(page.locator('#file-error-message')).toContainText('is not an http or https URL');
+});
+
 test('the pure wasm AES path (?crypto=wasm) downloads and uploads the same bytes', async ({ page }) => {
   test.setTimeout(120_000);
   const original = bytes((2 << 20) + 1234, 77);
