@@ -94,6 +94,25 @@ test(`throughput, ${MIB} MiB file`, async ({ page }) => {
   figures.push(['browser: upload session, time not spent encrypting (in the page)', rate(up.bytes, up.uploadMs)]);
   figures.push(['browser: encrypt + upload (in the page)', rate(up.bytes, up.encryptMs + up.uploadMs)]);
 
+  if (PARTS.includes('upload')) {
+    // Into a directory: the tab encrypts and erasure-codes in wasm (LafsGrid) and sends the
+    // shares straight to the storage servers; the gateway only lists them.
+    const dir = grid.cli('mkdir').toString().trim();
+    await page.goto(`${grid.url}/#${dir}`);
+    await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown', { timeout: 60_000 });
+    t = performance.now();
+    await page.locator('#dir-upload-input').setInputFiles(inputFile);
+    await expect(page.locator('html')).toHaveAttribute('data-dir-op', /^(done|error)$/, { timeout: 600_000 });
+    const ms = performance.now() - t;
+    expect(await page.locator('html').getAttribute('data-dir-op'), await page.locator('#dir-op-status').innerText()).toBe('done');
+    const out = join(tmpdir(), `lafs-bench-dir-${process.pid}.bin`);
+    const name = inputFile.slice(inputFile.lastIndexOf('/') + 1);
+    grid.cli('cp', `${dir}:${name}`, out);
+    expect(sha(readFileSync(out))).toBe(sha(original));
+    rmSync(out, { force: true });
+    figures.push(['browser: upload into a directory, encrypt + erasure-code in wasm + shares to the storage servers (seen by the test)', rate(original.length, ms)]);
+  }
+
   rmSync(inputFile, { force: true });
   const load = loadavg().map((x) => x.toFixed(1)).join(' ');
   console.log(`\nlafs web app throughput, ${MIB} MiB (lafs: ${lafsBin()}; load average ${load}):\n` + figures.map(([k, v]) => `  ${k}: ${v}`).join('\n'));
