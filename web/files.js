@@ -590,6 +590,28 @@ class OpenFile {
     yield* this.readGateway(pos, end);
   }
 
+  /**
+   * Awaits the batches of `inflight` (promises of `{ a, pieces }`: first segment, plaintext) in
+   * order, calling `fill` after each to keep the pipeline full, and yields their plaintext that
+   * lies in bytes [start, end).
+   */
+  async *drain(inflight, fill, start, end) {
+    while (inflight.length > 0) {
+      const t = performance.now();
+      const { a, pieces } = await inflight.shift();
+      this.stats.waitMs += performance.now() - t;
+      fill();
+      let off = a * this.segSize;
+      for (const plain of pieces) {
+        const from = Math.max(0, start - off);
+        const to = Math.min(plain.length, end - off);
+        off += plain.length;
+        if (to <= from) continue;
+        yield from === 0 && to === plain.length ? plain : plain.subarray(from, to);
+      }
+    }
+  }
+
   /** Verified plaintext of bytes [start, end) from the data shares on the storage servers. */
   async *readDirect(start, end) {
     if (end <= start) return;
@@ -616,20 +638,7 @@ class OpenFile {
       }
     };
     fill();
-    while (inflight.length > 0) {
-      const t = performance.now();
-      const { a, pieces } = await inflight.shift();
-      this.stats.waitMs += performance.now() - t;
-      fill();
-      let off = a * seg;
-      for (const plain of pieces) {
-        const from = Math.max(0, start - off);
-        const to = Math.min(plain.length, end - off);
-        off += plain.length;
-        if (to <= from) continue;
-        yield from === 0 && to === plain.length ? plain : plain.subarray(from, to);
-      }
-    }
+    yield* this.drain(inflight, fill, start, end);
   }
 
   /**
@@ -717,20 +726,7 @@ class OpenFile {
     };
     try {
       fill();
-      while (inflight.length > 0) {
-        const t = performance.now();
-        const { a, pieces } = await inflight.shift();
-        this.stats.waitMs += performance.now() - t;
-        fill();
-        let off = a * seg;
-        for (const plain of pieces) {
-          const from = Math.max(0, start - off);
-          const to = Math.min(plain.length, end - off);
-          off += plain.length;
-          if (to <= from) continue;
-          yield from === 0 && to === plain.length ? plain : plain.subarray(from, to);
-        }
-      }
+      yield* this.drain(inflight, fill, start, end);
       await (await body).expectEnd();
     } finally {
       abort.abort();
