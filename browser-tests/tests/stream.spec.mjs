@@ -3,7 +3,7 @@
 // random access, memory stays flat while a large file is saved, a failed integrity check aborts
 // the stream, and no request (the page's or the worker's) carries the readcap.
 //
-// LAFS_STREAM_MIB (default 64) sets the size of the flat-memory check; 512 is the acceptance
+// LAFS_STREAM_MIB (default 160) sets the size of the flat-memory check; 512 is the acceptance
 // figure (about a minute more on a 2-core machine, and 1.7 GB of shares in the temporary grid).
 import { test, expect } from '@playwright/test';
 import { createHash } from 'node:crypto';
@@ -16,7 +16,7 @@ import {
 } from '../helpers.mjs';
 
 const MiB = 1 << 20;
-const FLAT_MIB = Number(process.env.LAFS_STREAM_MIB ?? 64);
+const FLAT_MIB = Number(process.env.LAFS_STREAM_MIB ?? 160);
 
 const grid = useGrid();
 
@@ -356,9 +356,12 @@ test(`memory stays flat while a ${FLAT_MIB} MiB file is saved`, async () => {
         `renderers' RSS ${baseRss.toFixed(0)} -> peak ${peakRss.toFixed(0)} MiB (+${rssGrowth.toFixed(0)}); ` +
         `live JS memory of page + worker after GC ${baseLive.toFixed(1)} -> peak ${peakLive.toFixed(1)} MiB (+${liveGrowth.toFixed(1)})`,
     );
-    // Holding the file would take at least its size (the live check fails then even at 64 MiB).
-    // Streaming holds a few batches: pooled ciphertext buffers, pieces in flight.
-    expect(liveGrowth).toBeLessThan(Math.min(48, FLAT_MIB / 2));
+    // Holding the file would take at least its size. Streaming holds a bounded number of 4 MiB
+    // batches whatever the size: when the disk is the slower end, the page's pipeline fills up
+    // (FETCH_DEPTH batches in flight, the piece being handed over and the one prepared ahead) and
+    // the worker's stream queues two more: about 32 MiB, seen on a loaded machine, plus buffer
+    // pools that may still be filling. 64 MiB is over that and well under the file's 160 MiB.
+    expect(liveGrowth).toBeLessThan(Math.min(64, FLAT_MIB / 2));
     expect(rssGrowth).toBeLessThan(128);
     expect(await tab.evaluate('document.documentElement.dataset.saveState')).toBe('saved');
   } finally {
