@@ -1,6 +1,6 @@
-// A dedicated worker of the lafs page (files.js) that runs WebCrypto for it: segment hashes and
-// AES-CTR decryption of ciphertext batches, and for shares read from the storage servers
-// (direct.js) block hashes and the joining of blocks into segments. WebCrypto work from one JS context runs one operation
+// A dedicated worker of the lafs page (files.js) that runs WebCrypto for it: the hashes of the
+// data blocks of each segment and AES-CTR decryption of ciphertext batches, and for shares read
+// from the storage servers (direct.js) block hashes and the joining of blocks into segments. WebCrypto work from one JS context runs one operation
 // at a time, so two of these workers hash and decrypt two batches at once.
 //
 // It decides nothing: the page checks the hashes against the file's hash tree (in wasm) before it
@@ -23,48 +23,73 @@ function counterAt(offset) {
   return c;
 }
 
-async function digests(prefix, bytes, segSize) {
-  const need = prefix.length + Math.min(segSize, bytes.length);
+/**
+ * The digests of the k data blocks of each `segSize` piece (segment) of `bytes`, what a segment's
+ * ciphertext-tree leaf is made of (docs/spec/immutable.md §3): a segment of `len` bytes is cut
+ * into k blocks of `b = ceil(len / k)` bytes, the last ones zero-padded to `b` (a block may be all
+ * padding), and each is hashed as SHA-256(prefix ‖ block). Resolves to the 32-byte digests
+ * segment by segment, block by block, in one array.
+ *
+ * WebCrypto copies its input when called, so a whole block is hashed in place: the prefix is
+ * written over the bytes just before it and those are put back at once. The first block of
+ * `bytes` (nothing before it) and a short block (its padding) go through the scratch buffer.
+ * The same function is in files.js.
+ */
+async function blockDigests(prefix, bytes, segSize, k) {
+  const hp = prefix.length;
+  const count = Math.ceil(bytes.length / segSize);
+  const all = new Uint8Array(count * k * 32);
+  const need = hp + Math.ceil(Math.min(segSize, bytes.length) / k);
   if (!scratch || scratch.length < need) scratch = new Uint8Array(need);
   scratch.set(prefix);
-  const out = [];
-  for (let o = 0; o < bytes.length; o += segSize) {
-    const seg = bytes.subarray(o, Math.min(o + segSize, bytes.length));
-    scratch.set(seg, prefix.length);
-    // WebCrypto copies its input when called: the scratch buffer is free again at once.
-    out.push(crypto.subtle.digest('SHA-256', scratch.subarray(0, prefix.length + seg.length)));
+  const keep = new Uint8Array(hp);
+  const pending = [];
+  for (let s = 0, o = 0; o < bytes.length; s++, o += segSize) {
+    const len = Math.min(segSize, bytes.length - o);
+    const b = Math.ceil(len / k);
+    for (let i = 0; i < k; i++) {
+      const start = o + Math.min(i * b, len);
+      const end = o + Math.min((i + 1) * b, len);
+      const slot = (s * k + i) * 32;
+      const done = (d) => all.set(new Uint8Array(d), slot);
+      if (end - start === b && start >= hp) {
+        keep.set(bytes.subarray(start - hp, start));
+        bytes.set(prefix, start - hp);
+        pending.push(crypto.subtle.digest('SHA-256', bytes.subarray(start - hp, end)).then(done));
+        bytes.set(keep, start - hp);
+      } else {
+        scratch.set(bytes.subarray(start, end), hp);
+        scratch.fill(0, hp + end - start, hp + b);
+        pending.push(crypto.subtle.digest('SHA-256', scratch.subarray(0, hp + b)).then(done));
+      }
+    }
   }
-  const all = new Uint8Array(out.length * 32);
-  (await Promise.all(out)).forEach((d, i) => all.set(new Uint8Array(d), i * 32));
+  await Promise.all(pending);
   return all;
 }
 
 /**
- * Joins the blocks of segments `a..b` read from the k data shares (`shares[i]`: the blocks of
+ * Hashes each block of segments `a..b` read from the k data shares (`shares[i]`: the blocks of
  * share i back to back from byte `blockPrefix.length` on, each segment's block `blockSize` bytes
- * apart) into `out` (from byte `segPrefix.length` on, padding cut) and hashes each joined segment;
- * with `hashBlocks` also each block (to tell which share is wrong; the segment hashes alone
- * decide integrity). The hash prefixes are written just before the bytes hashed and the bytes
- * they cover put back at once: WebCrypto copies its input when called, so nothing is copied for
- * hashing. Resolves to the block digests (segment by segment, share by share), the segment
- * digests and the number of ciphertext bytes joined.
+ * apart), as stored (padding included): the segments' leaves are made of these digests. Joins the
+ * blocks into `out` (from byte 0, padding cut) for decryption. The hash prefix is written just
+ * before each block and the bytes it covers put back at once: WebCrypto copies its input when
+ * called, so nothing is copied for hashing. Resolves to the block digests (segment by segment,
+ * share by share) and the number of ciphertext bytes joined.
  */
 async function blocks(m, shares, out) {
-  const { a, b, k, segSize, fileSize, blockSize, blockPrefix, segPrefix, hashBlocks } = m;
+  const { a, b, k, segSize, fileSize, blockSize, blockPrefix } = m;
   const hb = blockPrefix.length;
-  const hs = segPrefix.length;
-  const bd = new Uint8Array(hashBlocks ? (b - a) * k * 32 : 0);
-  const sd = new Uint8Array((b - a) * 32);
+  const bd = new Uint8Array((b - a) * k * 32);
   const pending = [];
   const keepB = new Uint8Array(hb);
-  const keepS = new Uint8Array(hs);
   const lastLen = Math.min(segSize, fileSize - (b - 1) * segSize);
   const need = hb + (b - a - 1) * blockSize + Math.ceil(lastLen / k);
   shares.forEach((buf, i) => {
     if (buf.length < need) throw new Error(`the buffer of share ${i} holds ${buf.length} bytes, fewer than the ${need} segments ${a}..${b} need`);
   });
-  if (out.length < hs + (b - a) * segSize) throw new Error(`the output buffer holds ${out.length} bytes, fewer than segments ${a}..${b} need`);
-  let o = hs;
+  if (out.length < (b - a) * segSize) throw new Error(`the output buffer holds ${out.length} bytes, fewer than segments ${a}..${b} need`);
+  let o = 0;
   for (let j = a; j < b; j++) {
     const len = Math.min(segSize, fileSize - j * segSize);
     const bs = Math.ceil(len / k);
@@ -72,27 +97,20 @@ async function blocks(m, shares, out) {
     for (let i = 0; i < k; i++) {
       const buf = shares[i];
       const p = hb + (j - a) * blockSize;
-      if (hashBlocks) {
-        keepB.set(buf.subarray(p - hb, p));
-        buf.set(blockPrefix, p - hb);
-        const slot = ((j - a) * k + i) * 32;
-        pending.push(crypto.subtle.digest('SHA-256', buf.subarray(p - hb, p + bs)).then((d) => bd.set(new Uint8Array(d), slot)));
-        buf.set(keepB, p - hb);
-      }
+      keepB.set(buf.subarray(p - hb, p));
+      buf.set(blockPrefix, p - hb);
+      const slot = ((j - a) * k + i) * 32;
+      pending.push(crypto.subtle.digest('SHA-256', buf.subarray(p - hb, p + bs)).then((d) => bd.set(new Uint8Array(d), slot)));
+      buf.set(keepB, p - hb);
       const n = Math.min(bs, segStart + len - o);
       if (n > 0) {
         out.set(buf.subarray(p, p + n), o);
         o += n;
       }
     }
-    keepS.set(out.subarray(segStart - hs, segStart));
-    out.set(segPrefix, segStart - hs);
-    const slot = (j - a) * 32;
-    pending.push(crypto.subtle.digest('SHA-256', out.subarray(segStart - hs, segStart + len)).then((d) => sd.set(new Uint8Array(d), slot)));
-    out.set(keepS, segStart - hs);
   }
   await Promise.all(pending);
-  return { blockDigests: bd, segmentDigests: sd, len: o - hs };
+  return { blockDigests: bd, len: o };
 }
 
 /**
@@ -130,14 +148,14 @@ self.onmessage = async (e) => {
   const { id, op, bytes } = e.data;
   try {
     if (op === 'digest') {
-      const d = await digests(e.data.prefix, bytes, e.data.segSize);
+      const d = await blockDigests(e.data.prefix, bytes, e.data.segSize, e.data.k);
       self.postMessage({ id, digests: d, bytes }, [d.buffer, bytes.buffer]);
     } else if (op === 'blocks') {
       const { out } = e.data;
       const shares = await fetchShares(e.data);
       const r = await blocks(e.data, shares, out);
       // The share buffers stay here (garbage now); the joined ciphertext goes back.
-      self.postMessage({ id, ...r, out }, [r.blockDigests.buffer, r.segmentDigests.buffer, out.buffer]);
+      self.postMessage({ id, ...r, out }, [r.blockDigests.buffer, out.buffer]);
     } else if (op === 'decrypt') {
       const alg = { name: 'AES-CTR', counter: counterAt(e.data.offset), length: 128 };
       // `bytes` may be a view into a larger buffer (a joined batch after its hash prefix).

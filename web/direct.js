@@ -9,9 +9,10 @@
 //
 // * wasm `DirectReader` checks each share's trailer (UEB against the storage index of the
 //   verifycap, hash chain, block-tree and ciphertext-tree leaves) once;
-// * the crypto workers hash every block and every joined segment (WebCrypto SHA-256), and
-//   DirectReader.verifyBatch checks those digests against the verified leaves before the page
-//   asks for anything to be decrypted.
+// * the crypto workers hash every block as stored (WebCrypto SHA-256) and join the blocks into
+//   segments; DirectReader.verifySegments makes each segment's ciphertext-tree leaf from its k
+//   block digests and checks it against the verified leaves before the page asks for anything
+//   to be decrypted.
 //
 // What the storage servers see: the storage index, share numbers and byte ranges. Never the cap
 // or the key (DirectReader is built from the verifycap and never holds the key).

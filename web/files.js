@@ -87,20 +87,48 @@ async function aesCtr(key, offset, data) {
 }
 
 /**
- * SHA-256(prefix ‖ segment) of each `segSize` piece of `bytes` (WebCrypto). Resolves to an array
- * of 32-byte digests. WebCrypto copies its input when called, so one scratch buffer serves all.
+ * The digests of the k data blocks of each `segSize` piece (segment) of `bytes` (WebCrypto), what
+ * a segment's ciphertext-tree leaf is made of (docs/spec/immutable.md §3): a segment of `len`
+ * bytes is cut into k blocks of `b = ceil(len / k)` bytes, the last ones zero-padded to `b` (a
+ * block may be all padding), and each is hashed as SHA-256(prefix ‖ block). Resolves to the
+ * 32-byte digests segment by segment, block by block, in one array.
+ *
+ * WebCrypto copies its input when called, so a whole block is hashed in place: the prefix is
+ * written over the bytes just before it and those are put back at once. The file's first block
+ * in `bytes` (nothing before it) and a short block (its padding) go through `scratch`.
+ * The same function is in crypto-worker.js.
  */
-function segmentDigests(prefix, bytes, segSize, scratch = null) {
-  scratch ??= new Uint8Array(prefix.length + Math.min(segSize, bytes.length));
+async function blockDigests(prefix, bytes, segSize, k, scratch = null) {
+  const hp = prefix.length;
+  const count = Math.ceil(bytes.length / segSize);
+  const all = new Uint8Array(count * k * 32);
+  const need = hp + Math.ceil(Math.min(segSize, bytes.length) / k);
+  if (!scratch || scratch.length < need) scratch = new Uint8Array(need);
   scratch.set(prefix);
-  const out = [];
-  for (let o = 0; o < bytes.length || (o === 0 && bytes.length === 0); o += segSize) {
-    const seg = bytes.subarray(o, Math.min(o + segSize, bytes.length));
-    scratch.set(seg, prefix.length);
-    out.push(crypto.subtle.digest('SHA-256', scratch.subarray(0, prefix.length + seg.length)));
-    if (bytes.length === 0) break;
+  const keep = new Uint8Array(hp);
+  const pending = [];
+  for (let s = 0, o = 0; o < bytes.length; s++, o += segSize) {
+    const len = Math.min(segSize, bytes.length - o);
+    const b = Math.ceil(len / k);
+    for (let i = 0; i < k; i++) {
+      const start = o + Math.min(i * b, len);
+      const end = o + Math.min((i + 1) * b, len);
+      const slot = (s * k + i) * 32;
+      const done = (d) => all.set(new Uint8Array(d), slot);
+      if (end - start === b && start >= hp) {
+        keep.set(bytes.subarray(start - hp, start));
+        bytes.set(prefix, start - hp);
+        pending.push(crypto.subtle.digest('SHA-256', bytes.subarray(start - hp, end)).then(done));
+        bytes.set(keep, start - hp);
+      } else {
+        scratch.set(bytes.subarray(start, end), hp);
+        scratch.fill(0, hp + end - start, hp + b);
+        pending.push(crypto.subtle.digest('SHA-256', scratch.subarray(0, hp + b)).then(done));
+      }
+    }
   }
-  return Promise.all(out).then((ds) => ds.map((d) => new Uint8Array(d)));
+  await Promise.all(pending);
+  return all;
 }
 
 // Hashing and decrypting in dedicated workers (crypto-worker.js): WebCrypto runs one operation
@@ -168,13 +196,17 @@ function useWebCrypto() {
       const ours = w.encrypt(48, data.slice());
       const theirs = await aesCtr(key, 48, data);
       const same = (x, y) => x.length === y.length && x.every((b, i) => b === y[i]);
-      // Segment hashes: SHA-256 of the tag prefix and the data must be lafs' tagged hash.
-      const prefix = wasm().segmentHashPrefix();
+      // Block hashes: SHA-256 of the tag prefix and the block must be lafs' tagged hash. 80
+      // bytes in 3 blocks of 27: one hashed from the scratch buffer, one in place, one padded.
+      const prefix = wasm().blockHashPrefix();
       const tag = new TextDecoder().decode(prefix.subarray(1));
-      const [digest] = await segmentDigests(prefix, data, data.length);
-      const want = wasm().taggedHashHex(tag, data);
-      const hex = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
-      return same(ours, theirs) && hex === want;
+      const before = data.slice();
+      const digests = await blockDigests(prefix, data, data.length, 3);
+      const padded = new Uint8Array(81);
+      padded.set(data);
+      const want = [0, 27, 54].map((o) => wasm().taggedHashHex(tag, padded.subarray(o, o + 27))).join('');
+      const hex = [...digests].map((b) => b.toString(16).padStart(2, '0')).join('');
+      return same(ours, theirs) && hex === want && same(data, before);
     } catch {
       return false;
     } finally {
@@ -475,7 +507,8 @@ class OpenFile {
     this.size = reader.fileSize;
     this.segSize = reader.segmentSize;
     this.nseg = reader.numSegments;
-    this.prefix = wasm().segmentHashPrefix();
+    this.k = reader.k;
+    this.prefix = wasm().blockHashPrefix();
     this.token = randomToken();
     this.type = 'application/octet-stream';
     this.name = 'lafs-file';
@@ -487,7 +520,7 @@ class OpenFile {
      * where the bytes came from.
      */
     this.stats = { waitMs: 0, cryptoMs: 0, via: direct ? 'storage-servers' : 'gateway' };
-    this.scratch = new Uint8Array(this.prefix.length + this.segSize);
+    this.scratch = new Uint8Array(this.prefix.length + Math.ceil(this.segSize / this.k));
   }
 
   /** The service-worker URL of this file (`?download`: saved as an attachment). */
@@ -532,7 +565,7 @@ class OpenFile {
       if (pool.length > 0) {
         // The same steps in a worker: hashes there, checked here, then decrypted there.
         const w = pool[nextWorker++ % pool.length];
-        const hashed = await callWorker(w, { op: 'digest', prefix: this.prefix, segSize: this.segSize }, bytes);
+        const hashed = await callWorker(w, { op: 'digest', prefix: this.prefix, segSize: this.segSize, k: this.k }, bytes);
         pooled = false;
         const start = this.r.verifyDigests(a, hashed.digests, hashed.bytes.length);
         const done = await callWorker(w, { op: 'decrypt', key: this.key, offset: start }, hashed.bytes);
@@ -542,10 +575,8 @@ class OpenFile {
       if (this.key && offset % 16 === 0) {
         // SHA-256 and AES-CTR in WebCrypto; the hashes are checked against the tree in wasm,
         // and nothing is decrypted unless every segment of the batch proved.
-        const digests = await segmentDigests(this.prefix, bytes, this.segSize, this.scratch);
-        const all = new Uint8Array(digests.length * 32);
-        digests.forEach((d, i) => all.set(d, i * 32));
-        const start = this.r.verifyDigests(a, all, bytes.length);
+        const digests = await blockDigests(this.prefix, bytes, this.segSize, this.k, this.scratch);
+        const start = this.r.verifyDigests(a, digests, bytes.length);
         // One piece per batch: each piece costs a round trip to the service worker.
         const plain = aesCtr(this.key, start, bytes); // WebCrypto copies its input first
         this.releaseBuffer(bytes);
@@ -642,28 +673,30 @@ class OpenFile {
   }
 
   /**
-   * Segments [a, b) from the blocks of the k data shares: a worker fetches them, joins and
-   * hashes the segments; wasm checks every segment digest against the ciphertext tree (the same
-   * check as for the gateway's ciphertext; block hashes would only tell which share is wrong,
-   * and a failure turns to the gateway anyway); only then the worker decrypts.
+   * Segments [a, b) from the blocks of the k data shares: a worker fetches them, hashes each block
+   * as stored (padding included) and joins them into segments; wasm makes each segment's leaf from
+   * its k block digests and checks it against the ciphertext tree (the same check as for the
+   * gateway's ciphertext; checking the blocks against their shares' block trees would only tell
+   * which share is wrong, and a failure turns to the gateway anyway); only then the worker
+   * decrypts.
    */
   async openDirect(d, a, b) {
     const w = workers()[nextWorker++ % workers().length];
-    const size = this.prefix.length + Math.max(1, Math.floor(DIRECT_BATCH_BYTES / this.segSize)) * this.segSize;
+    const size = Math.max(1, Math.floor(DIRECT_BATCH_BYTES / this.segSize)) * this.segSize;
     let out = this.outPool.pop();
     if (!out || out.length < size) out = new Uint8Array(size);
     const r = await callWorkerWith(w, {
       op: 'blocks', a, b, k: d.k, segSize: this.segSize, fileSize: this.size, blockSize: d.blockSize,
-      blockPrefix: d.blockPrefix, segPrefix: this.prefix, out, ...d.batchRequest(a, b),
+      blockPrefix: d.blockPrefix, out, ...d.batchRequest(a, b),
     }, [out.buffer]);
     let start;
     try {
-      start = d.reader.verifySegments(a, r.segmentDigests, r.len);
+      start = d.reader.verifySegments(a, r.blockDigests, r.len);
     } catch (e) {
       this.outPool.push(r.out);
       throw e;
     }
-    const ct = r.out.subarray(this.prefix.length, this.prefix.length + r.len);
+    const ct = r.out.subarray(0, r.len);
     const done = await callWorker(w, { op: 'decrypt', key: this.key, offset: start }, ct);
     if (this.outPool.length < FETCH_DEPTH + 1) this.outPool.push(new Uint8Array(done.bytes.buffer));
     return [new Uint8Array(done.plain)];

@@ -8,7 +8,7 @@ use lafs_hashtree::{leaf_node_index, node_hash, tagged_hash, Hash, NodeIndex, Pa
 
 use crate::crypto::decrypt_at;
 use crate::erasure::Coder;
-use crate::format::{BLOCK_TAG, CIPHERTEXT_SEGMENT_TAG};
+use crate::format::{segment_leaf_unchecked, BLOCK_TAG};
 use crate::verifier::check_trailer;
 use crate::{Error, ShareLayout, SharePart, Ueb};
 
@@ -63,7 +63,8 @@ struct Item {
 struct Slot {
     issued: bool,
     items: Vec<Item>,
-    block: Option<Vec<u8>>,
+    /// The block once verified against its share's block tree, with its hash (the leaf).
+    block: Option<(Vec<u8>, Hash)>,
 }
 
 impl Slot {
@@ -85,9 +86,10 @@ impl Slot {
 struct SegmentFetch {
     segment: u64,
     slots: BTreeMap<u16, Slot>,
-    /// The decoded ciphertext, kept when no ciphertext-tree proof received so far verified it:
-    /// then `slots` holds one *probe* (ciphertext-tree nodes only) from another share.
-    decoded: Option<Vec<u8>>,
+    /// The decoded ciphertext and its ciphertext-tree leaf, kept when no ciphertext-tree proof
+    /// received so far verified it: then `slots` holds one *probe* (ciphertext-tree nodes only)
+    /// from another share.
+    decoded: Option<(Vec<u8>, Hash)>,
     /// Shares whose ciphertext-tree nodes did not verify the decoded segment.
     tried: Vec<(u16, Vec<(NodeIndex, Hash)>)>,
 }
@@ -612,7 +614,7 @@ impl Decoder {
             if let Some(st) = self.shares.get_mut(&share) {
                 st.block_tree.retain_path(j);
             }
-            slot.block = Some(block);
+            slot.block = Some((block, leaf));
             Ok(())
         } else {
             fetch.slots.remove(&share);
@@ -639,7 +641,7 @@ impl Decoder {
             .segment_range(segment)
             .ok_or(Error::InvalidState("segment out of range"))?;
         let mut suppliers = Vec::new();
-        let ciphertext = match fetch.decoded {
+        let (ciphertext, leaf) = match fetch.decoded {
             Some(c) => {
                 for (share, slot) in &fetch.slots {
                     suppliers.push((*share, slot.ciphertext_nodes()));
@@ -648,12 +650,18 @@ impl Decoder {
             }
             None => {
                 let n = usize::from(ueb.params.n());
+                let k = usize::from(ueb.params.k());
                 let mut blocks: Vec<Option<Vec<u8>>> = vec![None; n];
+                // Hashes of the data blocks received (verified against their block trees).
+                let mut data_hashes: Vec<Option<Hash>> = vec![None; k];
                 for (share, slot) in fetch.slots {
                     let nodes = slot.ciphertext_nodes();
-                    if let Some(b) = slot.block {
+                    if let Some((b, h)) = slot.block {
                         if let Some(place) = blocks.get_mut(usize::from(share)) {
                             *place = Some(b);
+                        }
+                        if let Some(place) = data_hashes.get_mut(usize::from(share)) {
+                            *place = Some(h);
                         }
                         suppliers.push((share, nodes));
                     }
@@ -662,14 +670,23 @@ impl Decoder {
                 let data = coder.decode(blocks)?;
                 let len = (seg_range.end - seg_range.start) as usize;
                 let mut ciphertext = Vec::with_capacity(len);
-                for d in data {
+                for d in &data {
                     let take = (len - ciphertext.len()).min(d.len());
                     ciphertext.extend_from_slice(&d[..take]);
                 }
-                ciphertext
+                // The leaf covers the data blocks: the k received ones were hashed for their
+                // block trees; data blocks rebuilt from parity are hashed here (padding
+                // included, as they were encoded), so the leaf is always that of the blocks the
+                // ciphertext was cut from.
+                let hashes: Vec<Hash> = data_hashes
+                    .into_iter()
+                    .zip(&data)
+                    .map(|(h, d)| h.unwrap_or_else(|| tagged_hash(BLOCK_TAG, &[d])))
+                    .collect();
+                let leaf = segment_leaf_unchecked(len as u64, &hashes);
+                (ciphertext, leaf)
             }
         };
-        let leaf = tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[&ciphertext]);
 
         // Check the leaf with already verified nodes, or the first share's proof that works.
         let tree = self.ciphertext_tree.as_mut().ok_or(Error::NoUeb)?;
@@ -688,7 +705,7 @@ impl Decoder {
                 read.fetch = Some(SegmentFetch {
                     segment,
                     slots: BTreeMap::new(),
-                    decoded: Some(ciphertext),
+                    decoded: Some((ciphertext, leaf)),
                     tried,
                 });
                 return Ok(());

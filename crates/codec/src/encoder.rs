@@ -7,11 +7,11 @@ use lafs_caps::{
     selection_index_for, ImmutableReadCap, ImmutableVerifyCap, ReadKey, SelectionIndex,
     StorageIndex,
 };
-use lafs_hashtree::{tagged_hash, Hash, HashTree, TaggedHasher};
+use lafs_hashtree::{tagged_hash, Hash, HashTree};
 
 use crate::crypto::Keystream;
 use crate::erasure::Coder;
-use crate::format::{encode_header, segment_range, BLOCK_TAG, CIPHERTEXT_SEGMENT_TAG, HEADER_LEN};
+use crate::format::{encode_header, segment_leaf_unchecked, segment_range, BLOCK_TAG, HEADER_LEN};
 use crate::{Error, Params, ShareLayout, Ueb, MAX_SEGMENTS};
 
 /// One write to a share: put `data` at byte `offset` of share `share`.
@@ -45,8 +45,8 @@ pub struct Encoded {
 }
 
 /// The per-segment half of encoding, detached from the [`Encoder`] so that several segments can
-/// be encoded at once (on different threads): AES-CTR, the ciphertext segment hash,
-/// Reed-Solomon and the N block hashes. Segments depend only on their index and plaintext, so
+/// be encoded at once (on different threads): AES-CTR, Reed-Solomon, the N block hashes
+/// and the ciphertext-tree leaf (from the k data-block hashes). Segments depend only on their index and plaintext, so
 /// encoding them in any order, on any thread, and giving the results to
 /// [`Encoder::absorb`] in index order yields exactly the shares of [`Encoder::push`].
 ///
@@ -65,7 +65,7 @@ pub struct SegmentEncoder {
 pub struct EncodedSegment {
     index: u64,
     len: u64,
-    ciphertext_hash: Hash,
+    ciphertext_leaf: Hash,
     blocks: Vec<Vec<u8>>,
     block_hashes: Vec<Hash>,
 }
@@ -122,7 +122,6 @@ impl SegmentEncoder {
         // Data blocks are copies of the input (the last one zero-padded); parity blocks start
         // zeroed and are overwritten by the coder.
         let mut shards: Vec<Vec<u8>> = Vec::with_capacity(n);
-        let mut ct_hash = TaggedHasher::new(CIPHERTEXT_SEGMENT_TAG);
         for i in 0..k {
             let start = (i * b).min(len);
             let end = (start + b).min(len);
@@ -131,7 +130,6 @@ impl SegmentEncoder {
             if let Some(ks) = &mut keystream {
                 ks.apply(&mut shard)?;
             }
-            ct_hash.update(&shard);
             shard.resize(b, 0);
             shards.push(shard);
         }
@@ -140,14 +138,17 @@ impl SegmentEncoder {
         if tamper && n > k {
             shards[n - 1][0] ^= 1;
         }
-        let block_hashes = shards
+        let block_hashes: Vec<Hash> = shards
             .iter()
             .map(|data| tagged_hash(BLOCK_TAG, &[data]))
             .collect();
+        // The ciphertext-tree leaf covers the ciphertext through its k data blocks' hashes, just
+        // computed for the block trees: the ciphertext is hashed once.
+        let ciphertext_leaf = segment_leaf_unchecked(len as u64, &block_hashes[..k]);
         Ok(EncodedSegment {
             index,
             len: len as u64,
-            ciphertext_hash: ct_hash.finalize(),
+            ciphertext_leaf,
             blocks: shards,
             block_hashes,
         })
@@ -417,7 +418,7 @@ impl Encoder {
     /// Queues the writes of the next segment (index and sizes already checked).
     fn absorb_segment(&mut self, seg: EncodedSegment) {
         self.send_headers();
-        self.ciphertext_leaves.push(seg.ciphertext_hash);
+        self.ciphertext_leaves.push(seg.ciphertext_leaf);
         let offset = HEADER_LEN + self.segments * self.params.full_block_size();
         for (i, (data, hash)) in seg.blocks.into_iter().zip(seg.block_hashes).enumerate() {
             self.block_leaves[i].push(hash);

@@ -4,7 +4,7 @@
 use core::ops::Range;
 
 use lafs_caps::StorageIndex;
-use lafs_hashtree::{proof_indices, tagged_hash, tree_width, Hash, NodeIndex};
+use lafs_hashtree::{proof_indices, tagged_hash, tree_width, Hash, NodeIndex, TaggedHasher};
 
 use crate::{Error, SharePart};
 
@@ -29,10 +29,80 @@ pub const MAX_TRAILER_LEN: u64 = 9 * HASH_LEN + UEB_LEN as u64;
 
 /// Tag of the storage index: `tagged_hash(UEB_TAG, ueb bytes)`.
 pub const UEB_TAG: &str = "lafs/v1/immutable/ueb";
-/// Tag of a ciphertext-tree leaf: `tagged_hash(CIPHERTEXT_SEGMENT_TAG, segment ciphertext)`.
-pub const CIPHERTEXT_SEGMENT_TAG: &str = "lafs/v1/immutable/ciphertext-segment";
+/// Tag of a ciphertext-tree leaf: `tagged_hash(SEGMENT_TAG, be64(len) || H_0 || … || H_{k-1})`
+/// over the segment's length and its k data-block hashes ([`segment_leaf`]).
+pub const SEGMENT_TAG: &str = "lafs/v1/immutable/segment-blocks";
 /// Tag of a block-tree leaf: `tagged_hash(BLOCK_TAG, block bytes)`.
 pub const BLOCK_TAG: &str = "lafs/v1/immutable/block";
+
+/// The ciphertext-tree leaf of a segment of `len` ciphertext bytes from the block hashes of its
+/// data blocks (`tagged_hash(BLOCK_TAG, data block i)` for `i` in `0..k`, in order, each block
+/// zero-padded to `ceil(len / k)` bytes as stored in share `i`):
+/// `tagged_hash(SEGMENT_TAG, be64(len) || H_0 || … || H_{k-1})`.
+///
+/// Fails with [`Error::InvalidState`] unless `1 ≤ len ≤ segment_size` and exactly k hashes are
+/// given. The leaf commits to every ciphertext byte of the segment: the blocks hold the
+/// ciphertext in order, and `len` says where their zero padding starts.
+pub fn segment_leaf(params: &Params, len: u64, data_block_hashes: &[Hash]) -> Result<Hash, Error> {
+    if len == 0 || len > u64::from(params.segment_size) {
+        return Err(Error::InvalidState(
+            "a segment holds between 1 byte and the segment size",
+        ));
+    }
+    if data_block_hashes.len() != usize::from(params.k) {
+        return Err(Error::InvalidState(
+            "a segment leaf needs exactly k block hashes",
+        ));
+    }
+    Ok(segment_leaf_unchecked(len, data_block_hashes))
+}
+
+/// [`segment_leaf`] without the parameter checks (callers that built the hashes themselves).
+pub(crate) fn segment_leaf_unchecked(len: u64, data_block_hashes: &[Hash]) -> Hash {
+    let mut h = TaggedHasher::new(SEGMENT_TAG);
+    h.update(&len.to_be_bytes());
+    for d in data_block_hashes {
+        h.update(d.as_bytes());
+    }
+    h.finalize()
+}
+
+/// The hashes `tagged_hash(BLOCK_TAG, data block i)`, `i` in `0..k`, of a segment's ciphertext:
+/// block size `b = ceil(len / k)`, data block `i` = `ciphertext[min(i·b, len) .. min((i+1)·b,
+/// len)]` zero-padded to `b` bytes (exactly the blocks the encoder stores in shares `0..k`; a
+/// block may be all padding). The padding is hashed without copying the block.
+pub fn data_block_hashes(k: u16, ciphertext: &[u8]) -> Vec<Hash> {
+    const ZEROS: [u8; 4096] = [0; 4096];
+    let k = usize::from(k).max(1);
+    let len = ciphertext.len();
+    let b = len.div_ceil(k);
+    (0..k)
+        .map(|i| {
+            let start = (i * b).min(len);
+            let end = (start + b).min(len);
+            let mut h = TaggedHasher::new(BLOCK_TAG);
+            h.update(&ciphertext[start..end]);
+            let mut pad = b - (end - start);
+            while pad > 0 {
+                let n = pad.min(ZEROS.len());
+                h.update(&ZEROS[..n]);
+                pad -= n;
+            }
+            h.finalize()
+        })
+        .collect()
+}
+
+/// The ciphertext-tree leaf of a segment from its ciphertext (for verifiers that hold the
+/// ciphertext rather than the blocks): [`segment_leaf`] over [`data_block_hashes`]. Same
+/// checks as [`segment_leaf`] (`1 ≤ len ≤ segment_size`).
+pub fn segment_leaf_of_ciphertext(params: &Params, ciphertext: &[u8]) -> Result<Hash, Error> {
+    segment_leaf(
+        params,
+        ciphertext.len() as u64,
+        &data_block_hashes(params.k, ciphertext),
+    )
+}
 
 /// Encoding parameters: k-of-N erasure coding over segments of `segment_size` bytes.
 ///

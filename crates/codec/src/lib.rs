@@ -113,8 +113,9 @@ pub use encoder::{encode_to_shares, Encoded, EncodedSegment, Encoder, SegmentEnc
 pub use erasure::Coder as ErasureCoder;
 pub use error::{Error, SharePart};
 pub use format::{
-    chain_proof_indices, parse_ueb, trailer_len, Params, ShareLayout, Ueb, BLOCK_TAG,
-    CIPHERTEXT_SEGMENT_TAG, DEFAULT_SEGMENT_SIZE, FORMAT_VERSION, HASH_LEN, HEADER_LEN,
-    MAX_SEGMENTS, MAX_SEGMENT_SIZE, MAX_TRAILER_LEN, SHARE_MAGIC, UEB_LEN, UEB_TAG,
+    chain_proof_indices, data_block_hashes, parse_ueb, segment_leaf, segment_leaf_of_ciphertext,
+    trailer_len, Params, ShareLayout, Ueb, BLOCK_TAG, DEFAULT_SEGMENT_SIZE, FORMAT_VERSION,
+    HASH_LEN, HEADER_LEN, MAX_SEGMENTS, MAX_SEGMENT_SIZE, MAX_TRAILER_LEN, SEGMENT_TAG,
+    SHARE_MAGIC, UEB_LEN, UEB_TAG,
 };
 pub use verifier::{verify_share, IncomingShareHasher, ShareVerifier, VerifiedShare, VERIFY_CHUNK};

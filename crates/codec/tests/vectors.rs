@@ -9,7 +9,10 @@ mod common;
 use std::path::PathBuf;
 
 use lafs_caps::ReadKey;
-use lafs_codec::{convergent_key, encode_to_shares, verify_share, Params};
+use lafs_codec::{
+    convergent_key, encode_to_shares, encrypt_at, segment_leaf_of_ciphertext, verify_share, Params,
+};
+use lafs_hashtree::{Hash, HashTree};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -50,6 +53,15 @@ fn generate() -> Value {
                 verify_share(i as u16, s, Some(enc.storage_index)).unwrap();
             }
             let read_cap = enc.read_cap.as_ref().unwrap();
+            // The ciphertext-tree leaves, computed from the ciphertext (not by the encoder):
+            // they must rebuild the UEB's ciphertext root.
+            let mut ct = data.clone();
+            encrypt_at(&key, 0, &mut ct).unwrap();
+            let leaves: Vec<Hash> = ct
+                .chunks(seg as usize)
+                .map(|s| segment_leaf_of_ciphertext(&params, s).unwrap())
+                .collect();
+            assert_eq!(HashTree::from_leaves(&leaves).root(), enc.ueb.ciphertext_root, "{name}");
             json!({
                 "name": name,
                 "k": k,
@@ -60,6 +72,7 @@ fn generate() -> Value {
                 "convergence_secret": if convergent { Value::from(String::from_utf8_lossy(SECRET)) } else { Value::Null },
                 "key": hex::encode(key.as_bytes()),
                 "ueb": hex::encode(enc.ueb.to_bytes()),
+                "ciphertext_leaves": leaves.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
                 "storage_index": hex::encode(enc.storage_index.0),
                 "read_cap": read_cap.to_string(),
                 "verify_cap": enc.verify_cap.to_string(),

@@ -7,7 +7,8 @@
 use core::ops::Range;
 
 use lafs_caps::ImmutableVerifyCap;
-use lafs_codec::Ueb;
+use lafs_codec::{segment_leaf, Ueb};
+use lafs_hashtree::Hash;
 
 use crate::{Error, LafsError};
 
@@ -43,6 +44,43 @@ pub(crate) fn segments_span(ueb: &Ueb, first: u64, count: u64) -> Result<Range<u
     }
 }
 
+/// Computed ciphertext-tree leaves: `(segment, leaf)`.
+pub(crate) type SegmentLeaves = Vec<(u64, Hash)>;
+
+/// The ciphertext-tree leaves of segments `first, first+1, …` from the digests of their data
+/// blocks: `digests` holds, segment by segment and within a segment block by block, the k
+/// 32-byte `SHA-256(blockHashPrefix() ‖ data block i)` of each data block (zero-padded to the
+/// segment's block size, as stored in share `i`); each segment's leaf is
+/// [`lafs_codec::segment_leaf`] over them and the segment's length from the UEB.
+/// `invalid-use` unless `digests` holds a whole, non-zero number of segments' digests; an
+/// integrity error if a segment is past the end of the file. Also returns the file bytes the
+/// segments cover.
+pub(crate) fn leaves_from_block_digests(
+    ueb: &Ueb,
+    first: u64,
+    digests: &[u8],
+) -> Result<(SegmentLeaves, Range<u64>), LafsError> {
+    let k = usize::from(ueb.params.k());
+    let per = k * Hash::LEN;
+    if digests.is_empty() || digests.len() % per != 0 {
+        return Err(Error::InvalidUse.into());
+    }
+    let count = (digests.len() / per) as u64;
+    let span = segments_span(ueb, first, count)?;
+    let mut leaves = Vec::with_capacity(digests.len() / per);
+    let mut hashes = Vec::with_capacity(k);
+    for (n, seg) in digests.chunks_exact(per).enumerate() {
+        let segment = first + n as u64;
+        let range = ueb.segment_range(segment).ok_or(Error::InvalidUse)?;
+        hashes.clear();
+        hashes.extend(seg.chunks_exact(Hash::LEN).filter_map(Hash::from_slice));
+        let leaf = segment_leaf(&ueb.params, range.end - range.start, &hashes)
+            .map_err(|_| Error::InvalidUse)?;
+        leaves.push((segment, leaf));
+    }
+    Ok((leaves, span))
+}
+
 /// A whole number from JavaScript (an offset, length or index): finite, non-negative and at
 /// most 2^53 − 1, where every integer is exact as an `f64`.
 pub(crate) fn index(x: f64) -> Result<u64, Error> {
@@ -68,7 +106,7 @@ pub(crate) fn hash_prefix(tag: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lafs_codec::{encode_to_shares, random_key, Params, CIPHERTEXT_SEGMENT_TAG};
+    use lafs_codec::{encode_to_shares, random_key, Params, BLOCK_TAG};
 
     #[test]
     fn spans_and_prefixes() {
@@ -96,9 +134,9 @@ mod tests {
             ueb_of(&cap, &[0; 3]),
             Err(UebRefused::Malformed(_))
         ));
-        let p = hash_prefix(CIPHERTEXT_SEGMENT_TAG);
-        assert_eq!(usize::from(p[0]), CIPHERTEXT_SEGMENT_TAG.len());
-        assert_eq!(&p[1..], CIPHERTEXT_SEGMENT_TAG.as_bytes());
+        let p = hash_prefix(BLOCK_TAG);
+        assert_eq!(usize::from(p[0]), BLOCK_TAG.len());
+        assert_eq!(&p[1..], BLOCK_TAG.as_bytes());
         assert_eq!(index(3.0), Ok(3));
         for bad in [-1.0, 0.5, f64::NAN, f64::INFINITY, 9_007_199_254_740_992.0] {
             assert_eq!(index(bad), Err(Error::InvalidUse), "{bad}");

@@ -11,11 +11,12 @@
 //!    UEB's share root;
 //! 2. each share's block-tree leaves (read with the trailer) rebuild that block-tree root, and
 //!    one share's ciphertext-tree leaves rebuild the UEB's ciphertext root;
-//! 3. each block's hash equals its verified block-tree leaf, and each joined segment's hash its
-//!    verified ciphertext-tree leaf.
+//! 3. each segment's ciphertext-tree leaf, computed from its length and the hashes of its k
+//!    blocks (`docs/spec/immutable.md` §3), equals its verified leaf; and, with
+//!    [`DirectReader::verify_batch`], each block's hash its verified block-tree leaf.
 //!
-//! The page hashes (`SHA-256(prefix ‖ bytes)` with [`block_hash_prefix`] and
-//! [`segment_hash_prefix`](crate::segment_hash_prefix)) and hands the digests to
+//! The page hashes each block as read (`SHA-256(prefix ‖ block)` with [`block_hash_prefix`],
+//! padding included) and hands the digests to [`DirectReader::verify_segments`] or
 //! [`DirectReader::verify_batch`]; only what passes may be decrypted. A [`DirectReader`] is
 //! built from the verifycap: it never holds the key, and the requests it plans carry only the
 //! storage index, share numbers and byte ranges.
@@ -26,7 +27,9 @@ use lafs_hashtree::{Hash, HashTree, NodeIndex, PartialTree};
 use lafs_proto::ids::storage_index_to_text;
 use wasm_bindgen::prelude::wasm_bindgen;
 
-use crate::checks::{hash_prefix, index, segments_span, ueb_of, UebRefused};
+use crate::checks::{
+    hash_prefix, index, leaves_from_block_digests, segments_span, ueb_of, UebRefused,
+};
 use crate::{Error, LafsError};
 
 /// Largest trailer (both trees, chain and UEB) a reader accepts to read whole: 2 × 4 MiB of
@@ -266,18 +269,17 @@ impl DirectReader {
     /// Checks a batch of segments `first, first+1, …` read from shares `0..k`:
     /// `block_digests` holds, segment by segment and within a segment share by share, the
     /// 32-byte `SHA-256(blockHashPrefix() ‖ block)` of each block as read (padding included);
-    /// `segment_digests` the `SHA-256(segmentHashPrefix() ‖ segment)` of each segment joined
-    /// from its blocks (padding cut: the first `byte_len` bytes cover the segments exactly).
+    /// the segments are `byte_len` bytes in all (padding cut).
     ///
     /// Succeeds only if every block matches its share's verified block tree and every segment
-    /// the file's ciphertext tree; returns the file offset of the first byte. An error names
-    /// the share and segment of the first block that failed, or the segment.
+    /// (its leaf from its length and block digests) the file's ciphertext tree; returns the
+    /// file offset of the first byte. An error names the share and segment of the first block
+    /// that failed, or the segment.
     #[wasm_bindgen(js_name = verifyBatch)]
     pub fn verify_batch(
         &self,
         first: f64,
         block_digests: &[u8],
-        segment_digests: &[u8],
         byte_len: f64,
     ) -> Result<f64, LafsError> {
         let ueb = self.ueb.ok_or(Error::InvalidUse)?;
@@ -286,11 +288,8 @@ impl DirectReader {
         }
         let (first, byte_len) = (index(first)?, index(byte_len)?);
         let k = u64::from(ueb.params.k());
-        let count = digest_count(segment_digests)?;
-        if block_digests.len() as u64 != count * k * 32 {
-            return Err(Error::InvalidUse.into());
-        }
-        let span = whole_segments(&ueb, first, count, byte_len)?;
+        let (leaves, span) = leaves_from_block_digests(&ueb, first, block_digests)?;
+        whole_segments(&ueb, first, leaves.len() as u64, byte_len)?;
         for (n, d) in block_digests.chunks_exact(32).enumerate() {
             let n = n as u64;
             let (segment, share) = (first + n / k, n % k);
@@ -305,13 +304,15 @@ impl DirectReader {
                 )));
             }
         }
-        self.check_segments(first, segment_digests, "")?;
+        self.check_segments(&leaves, "")?;
         Ok(span.start as f64)
     }
 
-    /// Checks a batch of segments `first, first+1, …` joined from the blocks of shares `0..k`
-    /// by their digests alone: `segment_digests` holds `SHA-256(segmentHashPrefix() ‖ segment)`
-    /// of each (padding cut; `byte_len` bytes in all). This is the whole integrity check: the
+    /// Checks a batch of segments `first, first+1, …` read from the blocks of shares `0..k`
+    /// by the digests of their blocks alone: `block_digests` as for
+    /// [`DirectReader::verify_batch`] (k per segment, `byte_len` bytes of segments in all).
+    /// Each segment's ciphertext-tree leaf is computed from its length and its k block digests
+    /// and compared with the verified leaf. This is the whole integrity check: the
     /// ciphertext-tree leaves were proven against the UEB's root, and the UEB against the
     /// verifycap's storage index, exactly as for ciphertext fetched through a gateway. What it
     /// cannot say is which share was wrong when a segment fails ([`DirectReader::verify_batch`]
@@ -321,7 +322,7 @@ impl DirectReader {
     pub fn verify_segments(
         &self,
         first: f64,
-        segment_digests: &[u8],
+        block_digests: &[u8],
         byte_len: f64,
     ) -> Result<f64, LafsError> {
         let ueb = self.ueb.ok_or(Error::InvalidUse)?;
@@ -329,22 +330,21 @@ impl DirectReader {
             return Err(Error::InvalidUse.into());
         }
         let (first, byte_len) = (index(first)?, index(byte_len)?);
-        let count = digest_count(segment_digests)?;
-        let span = whole_segments(&ueb, first, count, byte_len)?;
-        self.check_segments(first, segment_digests, " read from the storage servers")?;
+        let (leaves, span) = leaves_from_block_digests(&ueb, first, block_digests)?;
+        whole_segments(&ueb, first, leaves.len() as u64, byte_len)?;
+        self.check_segments(&leaves, " read from the storage servers")?;
         Ok(span.start as f64)
     }
 }
 
 impl DirectReader {
-    /// Checks the digests of segments `first, first+1, …` against the verified
-    /// ciphertext-tree leaves; an error names the first segment that differs (`read_from`
-    /// says where it came from, for the message).
-    fn check_segments(&self, first: u64, digests: &[u8], read_from: &str) -> Result<(), LafsError> {
+    /// Checks computed leaves `(segment, leaf)` against the verified ciphertext-tree leaves; an
+    /// error names the first segment that differs (`read_from` says where it came from, for
+    /// the message).
+    fn check_segments(&self, leaves: &[(u64, Hash)], read_from: &str) -> Result<(), LafsError> {
         let segments = self.segments.as_ref().ok_or(Error::InvalidUse)?;
-        for (n, d) in digests.chunks_exact(32).enumerate() {
-            let segment = first + n as u64;
-            if leaf(segments, segment) != Hash::from_slice(d) {
+        for &(segment, computed) in leaves {
+            if leaf(segments, segment) != Some(computed) {
                 return Err(integrity(format!(
                     "segment {segment}{read_from} does not match the file's hash tree"
                 )));
@@ -357,15 +357,6 @@ impl DirectReader {
 /// Leaf `j` of verified leaves.
 fn leaf(leaves: &[Hash], j: u64) -> Option<Hash> {
     usize::try_from(j).ok().and_then(|j| leaves.get(j).copied())
-}
-
-/// The number of 32-byte digests in `digests`: `invalid-use` if it is not a whole, non-zero
-/// number.
-fn digest_count(digests: &[u8]) -> Result<u64, LafsError> {
-    if digests.len() % 32 != 0 || digests.is_empty() {
-        return Err(Error::InvalidUse.into());
-    }
-    Ok((digests.len() / 32) as u64)
 }
 
 /// The file bytes of segments `first..first + count`, which must be `byte_len` bytes
@@ -385,7 +376,8 @@ fn whole_segments(
 
 /// The bytes that precede a block in its block-tree leaf hash: `u8(len(tag)) ‖ tag` with the
 /// tag `lafs/v1/immutable/block` (`docs/spec/hashtree.md`). SHA-256 of this prefix followed by
-/// the block is the leaf that [`DirectReader::verify_batch`] expects.
+/// the block is its block-tree leaf; the digests of a segment's k data blocks make its
+/// ciphertext-tree leaf ([`DirectReader::verify_batch`], [`crate::FileReader::verify_digests`]).
 #[wasm_bindgen(js_name = blockHashPrefix)]
 pub fn block_hash_prefix() -> Vec<u8> {
     hash_prefix(BLOCK_TAG)
@@ -394,7 +386,6 @@ pub fn block_hash_prefix() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment_hash_prefix;
     use lafs_codec::{encode_to_shares, random_key, Params};
     use sha2::{Digest, Sha256};
 
@@ -415,24 +406,21 @@ mod tests {
         (cap, shares, done.ueb)
     }
 
-    /// Digests of segments `first..end` as the page computes them, from shares `0..k`.
-    fn batch(shares: &[Vec<u8>], ueb: &Ueb, first: u64, end: u64) -> (Vec<u8>, Vec<u8>, u64) {
+    /// Block digests of segments `first..end` as the page computes them, from shares `0..k`,
+    /// and the number of ciphertext bytes they cover.
+    fn batch(shares: &[Vec<u8>], ueb: &Ueb, first: u64, end: u64) -> (Vec<u8>, u64) {
         let layout = ueb.layout(0).unwrap();
-        let (mut bd, mut sd, mut len) = (Vec::new(), Vec::new(), 0);
+        let (mut bd, mut len) = (Vec::new(), 0);
         for j in first..end {
             let r = layout.block_range(j).unwrap();
             let seg_len = ueb.segment_range(j).map(|r| r.end - r.start).unwrap();
-            let mut seg = Vec::new();
             for s in shares.iter().take(3) {
                 let block = &s[r.start as usize..r.end as usize];
                 bd.extend(sha(&block_hash_prefix(), block));
-                seg.extend_from_slice(block);
             }
-            seg.truncate(seg_len as usize);
-            sd.extend(sha(&segment_hash_prefix(), &seg));
             len += seg_len;
         }
-        (bd, sd, len)
+        (bd, len)
     }
 
     fn ready(size: usize) -> (DirectReader, Vec<Vec<u8>>, Ueb) {
@@ -460,61 +448,60 @@ mod tests {
             r.block_range(2.0, 5.0).unwrap(),
             vec![20.0 + 2.0 * 1366.0, 3.0 * 1366.0]
         );
-        let (bd, sd, len) = batch(&shares, &ueb, 2, 5);
-        assert_eq!(r.verify_batch(2.0, &bd, &sd, len as f64), Ok(8192.0));
+        let (bd, len) = batch(&shares, &ueb, 2, 5);
+        assert_eq!(r.verify_batch(2.0, &bd, len as f64), Ok(8192.0));
         // The last, short segment.
-        let (bd, sd, len) = batch(&shares, &ueb, 12, 13);
-        assert_eq!(
-            r.verify_batch(12.0, &bd, &sd, len as f64),
-            Ok(12.0 * 4096.0)
-        );
+        let (bd, len) = batch(&shares, &ueb, 12, 13);
+        assert_eq!(r.verify_batch(12.0, &bd, len as f64), Ok(12.0 * 4096.0));
         // A wrong block names its share and segment.
         let mut bad = bd.clone();
         bad[40] ^= 1;
-        let e = r.verify_batch(12.0, &bad, &sd, len as f64).unwrap_err();
+        let e = r.verify_batch(12.0, &bad, len as f64).unwrap_err();
         assert_eq!(e.code(), "integrity");
         assert!(
             e.message().contains("share 1 for segment 12"),
             "{}",
             e.message()
         );
-        // A wrong segment (blocks fine: an inconsistent encoding) is refused too.
-        let mut bad = sd.clone();
-        bad[0] ^= 1;
-        let e = r.verify_batch(12.0, &bd, &bad, len as f64).unwrap_err();
-        assert!(e.message().contains("segment 12"), "{}", e.message());
-        // The segment digests alone.
-        assert_eq!(r.verify_segments(12.0, &sd, len as f64), Ok(12.0 * 4096.0));
+        // The block digests alone: the segment's leaf from them.
+        assert_eq!(r.verify_segments(12.0, &bd, len as f64), Ok(12.0 * 4096.0));
         let e = r.verify_segments(12.0, &bad, len as f64).unwrap_err();
         assert_eq!(e.code(), "integrity");
         assert!(e.message().contains("segment 12"), "{}", e.message());
-        let (_, sd2, len2) = batch(&shares, &ueb, 0, 13);
-        assert_eq!(r.verify_segments(0.0, &sd2, len2 as f64), Ok(0.0));
+        // Blocks in another order make another leaf.
+        let mut swapped = bd.clone();
+        swapped.rotate_left(32);
+        let e = r.verify_segments(12.0, &swapped, len as f64).unwrap_err();
+        assert_eq!(e.code(), "integrity");
+        let (bd2, len2) = batch(&shares, &ueb, 0, 13);
+        assert_eq!(r.verify_segments(0.0, &bd2, len2 as f64), Ok(0.0));
         assert_eq!(
-            r.verify_segments(1.0, &sd2, len2 as f64)
+            r.verify_segments(1.0, &bd2, len2 as f64)
                 .unwrap_err()
                 .code(),
             "integrity"
         );
         assert_eq!(
-            r.verify_segments(0.0, &sd2, len2 as f64 + 1.0)
+            r.verify_segments(0.0, &bd2, len2 as f64 + 1.0)
                 .unwrap_err()
                 .code(),
             "invalid-use"
         );
         // Wrong lengths are misuse.
         assert_eq!(
-            r.verify_batch(12.0, &bd, &sd, len as f64 - 1.0)
+            r.verify_batch(12.0, &bd, len as f64 - 1.0)
                 .unwrap_err()
                 .code(),
             "invalid-use"
         );
-        assert_eq!(
-            r.verify_batch(12.0, &bd[..32], &sd, len as f64)
-                .unwrap_err()
-                .code(),
-            "invalid-use"
-        );
+        for cut in [32, 64, 90] {
+            assert_eq!(
+                r.verify_batch(12.0, &bd[..cut], len as f64)
+                    .unwrap_err()
+                    .code(),
+                "invalid-use"
+            );
+        }
     }
 
     #[test]
@@ -569,8 +556,9 @@ mod tests {
         for (i, s) in shares.iter().take(3).enumerate() {
             assert_eq!(r.add_suffix(i as u16, s.len() as f64, s), Ok(0.0));
         }
-        let (bd, sd, len) = batch(&shares, &done.ueb, 0, 1);
+        let (bd, len) = batch(&shares, &done.ueb, 0, 1);
         assert_eq!(len, 1000);
-        assert_eq!(r.verify_batch(0.0, &bd, &sd, 1000.0), Ok(0.0));
+        assert_eq!(r.verify_batch(0.0, &bd, 1000.0), Ok(0.0));
+        assert_eq!(r.verify_segments(0.0, &bd, 1000.0), Ok(0.0));
     }
 }

@@ -8,11 +8,11 @@
 use std::collections::VecDeque;
 
 use lafs_caps::{selection_index_for, ImmutableReadCap, ImmutableVerifyCap, ReadKey};
-use lafs_codec::{decrypt_at, encrypt_at, random_key, Ueb, CIPHERTEXT_SEGMENT_TAG};
-use lafs_hashtree::{tagged_hash, Hash, NodeIndex, PartialTree};
+use lafs_codec::{decrypt_at, encrypt_at, random_key, segment_leaf_of_ciphertext, Ueb};
+use lafs_hashtree::{Hash, NodeIndex, PartialTree};
 use wasm_bindgen::prelude::wasm_bindgen;
 
-use crate::checks::{hash_prefix, index, segments_span, ueb_of, UebRefused};
+use crate::checks::{index, leaves_from_block_digests, ueb_of, UebRefused};
 use crate::{Error, LafsError};
 
 /// Downloads one immutable file: checks the UEB against the readcap's storage index, each
@@ -137,6 +137,13 @@ impl FileReader {
         self.ueb.map_or(0, |u| u.params.segment_size())
     }
 
+    /// Shares needed, k (0 before [`FileReader::set_ueb`]): the number of data blocks per
+    /// segment whose digests [`FileReader::verify_digests`] takes.
+    #[wasm_bindgen(getter)]
+    pub fn k(&self) -> u16 {
+        self.ueb.map_or(0, |u| u.params.k())
+    }
+
     /// Number of segments (0 for an empty file or before [`FileReader::set_ueb`]).
     #[wasm_bindgen(getter, js_name = numSegments)]
     pub fn num_segments(&self) -> f64 {
@@ -240,15 +247,19 @@ impl FileReader {
         self.verify(first, ciphertext).map(|s| s as f64)
     }
 
-    /// Like [`FileReader::verify_segments`], with the segment hashes computed by the caller (for
-    /// example with WebCrypto's SHA-256, which is faster than SHA-256 in wasm): `digests` holds
-    /// one 32-byte leaf hash per segment `first, first+1, …`, each
-    /// `SHA-256(segmentHashPrefix() ‖ segment ciphertext)`, and `byte_len` is the number of
-    /// ciphertext bytes they cover, which must be exactly those whole segments.
+    /// Like [`FileReader::verify_segments`], with the hashing done by the caller (for example
+    /// with WebCrypto's SHA-256, which is faster than SHA-256 in wasm): `digests` holds, for
+    /// each segment `first, first+1, …` and within a segment for each of its k data blocks in
+    /// order, the 32 bytes `SHA-256(blockHashPrefix() ‖ data block i)`. The segment's
+    /// ciphertext of `len` bytes is cut into k blocks of `b = ceil(len / k)` bytes, the last
+    /// ones zero-padded to `b` (a block may be all padding): `docs/spec/immutable.md` §2–3.
+    /// `byte_len` is the number of ciphertext bytes they cover, which must be exactly those
+    /// whole segments.
     ///
-    /// Each hash must prove to the ciphertext root from the verified UEB through the proofs
-    /// added so far; a wrong hash (wrong bytes hashed) fails and nothing may be decrypted.
-    /// Returns the file offset of the first byte.
+    /// Each segment's leaf, computed here from its length and block digests, must prove to the
+    /// ciphertext root from the verified UEB through the proofs added so far; a wrong digest
+    /// (wrong bytes hashed) fails and nothing may be decrypted. Returns the file offset of the
+    /// first byte; `invalid-use` if `digests` is not a whole number of segments' k digests.
     #[wasm_bindgen(js_name = verifyDigests)]
     pub fn verify_digests(
         &mut self,
@@ -259,27 +270,18 @@ impl FileReader {
         let ueb = self.ueb.ok_or(Error::InvalidUse)?;
         let first = index(first)?;
         let byte_len = index(byte_len)?;
-        if digests.len() % Hash::LEN != 0 {
-            return Err(Error::InvalidUse.into());
-        }
-        let count = (digests.len() / Hash::LEN) as u64;
-        let span = segments_span(&ueb, first, count)?;
+        let (leaves, span) = leaves_from_block_digests(&ueb, first, digests)?;
         let (start, len) = (span.start, span.end - span.start);
         if len != byte_len {
             return Err(Error::Integrity {
                 what: format!(
                     "{byte_len} bytes are not whole segments {first}..{} ({len} bytes)",
-                    first + count
+                    first + leaves.len() as u64
                 ),
             }
             .into());
         }
-        let hashes = digests
-            .chunks_exact(Hash::LEN)
-            .filter_map(Hash::from_slice)
-            .enumerate()
-            .map(|(i, h)| (first + i as u64, h));
-        self.check_leaves(hashes)?;
+        self.check_leaves(leaves)?;
         Ok(start as f64)
     }
 
@@ -290,14 +292,6 @@ impl FileReader {
     pub fn web_crypto_key(&self) -> Vec<u8> {
         self.key.as_bytes().to_vec()
     }
-}
-
-/// The bytes that precede a segment's ciphertext in its leaf hash: `u8(len(tag)) ‖ tag` with the
-/// tag `lafs/v1/immutable/ciphertext-segment` (`docs/spec/hashtree.md`). SHA-256 of this prefix
-/// followed by the segment is the leaf that [`FileReader::verify_digests`] expects.
-#[wasm_bindgen(js_name = segmentHashPrefix)]
-pub fn segment_hash_prefix() -> Vec<u8> {
-    hash_prefix(CIPHERTEXT_SEGMENT_TAG)
 }
 
 impl FileReader {
@@ -326,7 +320,8 @@ impl FileReader {
                 }
                 .into());
             };
-            hashes.push((segment, tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[bytes])));
+            let leaf = segment_leaf_of_ciphertext(&ueb.params, bytes).map_err(Error::from)?;
+            hashes.push((segment, leaf));
             offset += len;
             segment += 1;
         }
@@ -536,7 +531,19 @@ impl FileWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block_hash_prefix;
     use lafs_codec::{encode_to_shares, Params};
+
+    /// The ciphertext-tree leaf of a segment of a 3-of-10 file.
+    fn leaf(segment: &[u8]) -> Hash {
+        segment_leaf_of_ciphertext(&Params::new(3, 10, MAX_SEG).unwrap(), segment).unwrap()
+    }
+
+    /// Segment sizes of the test files are at most this.
+    const MAX_SEG: u32 = 4096;
+
+    /// Bytes of the block digests of one segment (k = 3).
+    const D: usize = 3 * 32;
 
     fn setup(size: usize) -> (FileReader, Vec<u8>, Vec<u8>, Ueb) {
         let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
@@ -557,7 +564,7 @@ mod tests {
     fn proof_json(ueb: &Ueb, ct: &[u8], range: core::ops::Range<usize>) -> String {
         let leaves: Vec<Hash> = ct
             .chunks(ueb.params.segment_size() as usize)
-            .map(|s| tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[s]))
+            .map(leaf)
             .collect();
         let tree = lafs_hashtree::HashTree::from_leaves(&leaves);
         let proof: Vec<_> = tree
@@ -590,17 +597,23 @@ mod tests {
         assert_eq!(r.verify_segments(0.0, &ct[..4096]), Ok(0.0));
     }
 
-    /// SHA-256(prefix ‖ segment) of each segment, as the page computes it with WebCrypto.
+    /// SHA-256(prefix ‖ data block) of the 3 data blocks of each segment (zero-padded to
+    /// ceil(len / 3) bytes), as the page computes them with WebCrypto.
     fn digests(ct: &[u8], seg: usize) -> Vec<u8> {
         use sha2::{Digest, Sha256};
-        ct.chunks(seg)
-            .flat_map(|s| {
+        let mut out = Vec::new();
+        for s in ct.chunks(seg) {
+            let b = s.len().div_ceil(3);
+            for i in 0..3 {
+                let mut block = s[(i * b).min(s.len())..((i + 1) * b).min(s.len())].to_vec();
+                block.resize(b, 0);
                 let mut h = Sha256::new();
-                h.update(segment_hash_prefix());
-                h.update(s);
-                h.finalize().to_vec()
-            })
-            .collect()
+                h.update(block_hash_prefix());
+                h.update(&block);
+                out.extend(h.finalize());
+            }
+        }
+        out
     }
 
     #[test]
@@ -608,28 +621,34 @@ mod tests {
         let (mut r, _, ct, ueb) = setup(20_000);
         r.set_ueb(&ueb.to_bytes()).unwrap();
         let d = digests(&ct, 4096);
-        assert_eq!(d.len(), 5 * 32);
-        // The prefix is the tagged hash's: the same leaf hashes.
+        assert_eq!(d.len(), 5 * D);
+        // The prefix is the tagged hash's: the digests are the block hashes of the codec.
         assert_eq!(
-            &d[..32],
-            tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[&ct[..4096]]).as_bytes()
+            &d[..D],
+            lafs_codec::data_block_hashes(3, &ct[..4096])
+                .iter()
+                .flat_map(|h| h.0)
+                .collect::<Vec<u8>>()
         );
         // No proof yet: refused.
         assert_eq!(
-            r.verify_digests(1.0, &d[32..96], 8192.0)
+            r.verify_digests(1.0, &d[D..3 * D], 8192.0)
                 .unwrap_err()
                 .code(),
             "integrity"
         );
         r.add_proof(&proof_json(&ueb, &ct, 1..3)).unwrap();
         // Wrong byte count (not the whole segments) and segments past the end: refused.
-        for (first, hashes, len) in [(1.0, &d[32..96], 8191.0), (4.0, &d[..64], 4096.0 + 3616.0)] {
+        for (first, hashes, len) in [
+            (1.0, &d[D..3 * D], 8191.0),
+            (4.0, &d[..2 * D], 4096.0 + 3616.0),
+        ] {
             assert_eq!(
                 r.verify_digests(first, hashes, len).unwrap_err().code(),
                 "integrity"
             );
         }
-        assert_eq!(r.verify_digests(1.0, &d[32..96], 8192.0), Ok(4096.0));
+        assert_eq!(r.verify_digests(1.0, &d[D..3 * D], 8192.0), Ok(4096.0));
         // A digest of other bytes is refused.
         let mut bad = ct.clone();
         bad[4 * 4096 + 10] ^= 1;
@@ -637,27 +656,36 @@ mod tests {
         r.add_proof(&proof_json(&ueb, &ct, 4..5)).unwrap();
         let last = (ct.len() - 4 * 4096) as f64;
         assert_eq!(
-            r.verify_digests(4.0, &bad[128..], last).unwrap_err().code(),
-            "integrity"
-        );
-        assert_eq!(r.verify_digests(4.0, &d[128..], last), Ok(16384.0));
-        // Not whole hashes.
-        assert_eq!(
-            r.verify_digests(4.0, &d[128..150], last)
+            r.verify_digests(4.0, &bad[4 * D..], last)
                 .unwrap_err()
                 .code(),
-            "invalid-use"
+            "integrity"
         );
+        // Digests in another order (blocks swapped) are refused too.
+        let mut swapped = d[4 * D..].to_vec();
+        swapped.rotate_left(32);
+        assert_eq!(
+            r.verify_digests(4.0, &swapped, last).unwrap_err().code(),
+            "integrity"
+        );
+        assert_eq!(r.verify_digests(4.0, &d[4 * D..], last), Ok(16384.0));
+        // Not whole hashes, or not k of them per segment.
+        for cut in [4 * D + 22, 4 * D + 32, 5 * D - 32] {
+            assert_eq!(
+                r.verify_digests(4.0, &d[4 * D..cut], last)
+                    .unwrap_err()
+                    .code(),
+                "invalid-use",
+                "{cut}"
+            );
+        }
     }
 
     #[test]
     fn leaves_of_a_proof_verify_a_whole_range_at_once() {
         let (mut r, _, ct, ueb) = setup(20_000);
         r.set_ueb(&ueb.to_bytes()).unwrap();
-        let leaves: Vec<Hash> = ct
-            .chunks(4096)
-            .map(|s| tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[s]))
-            .collect();
+        let leaves: Vec<Hash> = ct.chunks(4096).map(leaf).collect();
         let with_leaves = |first: usize, end: usize, flip: bool| {
             let mut v: serde_json::Value =
                 serde_json::from_str(&proof_json(&ueb, &ct, first..end)).unwrap();
@@ -672,9 +700,9 @@ mod tests {
         r.add_proof(&with_leaves(2, 5, false)).unwrap();
         // Each segment of the range now verifies on its own, in any order, without more proofs.
         let d = digests(&ct, 4096);
-        assert_eq!(r.verify_digests(3.0, &d[96..128], 4096.0), Ok(12288.0));
-        assert_eq!(r.verify_digests(2.0, &d[64..96], 4096.0), Ok(8192.0));
-        let mut bad = d[128..].to_vec();
+        assert_eq!(r.verify_digests(3.0, &d[3 * D..4 * D], 4096.0), Ok(12288.0));
+        assert_eq!(r.verify_digests(2.0, &d[2 * D..3 * D], 4096.0), Ok(8192.0));
+        let mut bad = d[4 * D..].to_vec();
         bad[0] ^= 1;
         assert_eq!(
             r.verify_digests(4.0, &bad, (20_000 - 4 * 4096) as f64)
@@ -684,7 +712,7 @@ mod tests {
         );
         // Outside the range: still needs its proof.
         assert_eq!(
-            r.verify_digests(0.0, &d[..32], 4096.0).unwrap_err().code(),
+            r.verify_digests(0.0, &d[..D], 4096.0).unwrap_err().code(),
             "integrity"
         );
         // A wrong leaf is refused.
@@ -734,10 +762,7 @@ mod tests {
         r.set_ueb(&done.ueb.to_bytes()).unwrap();
         let mut ct = data.clone();
         encrypt_at(&key, 0, &mut ct).unwrap();
-        let leaves: Vec<Hash> = ct
-            .chunks(SEG)
-            .map(|s| tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[s]))
-            .collect();
+        let leaves: Vec<Hash> = ct.chunks(SEG).map(leaf).collect();
         (r, data, ct, lafs_hashtree::HashTree::from_leaves(&leaves))
     }
 

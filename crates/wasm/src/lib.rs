@@ -18,8 +18,8 @@
 //! | `merkleRootHex(leaves)` | [`merkle_root_hex`] | root of the lafs hash tree over 32-byte leaf hashes |
 //! | `version()` | [`version`] | this crate's version |
 //! | `new FileReader(readcap)` | [`FileReader`] | checks a file's UEB, proofs and segments against the cap, decrypts (the page fetches from the gateway's `/ciphertext` endpoints) |
-//! | `segmentHashPrefix()` | [`segment_hash_prefix`] | the bytes before a segment in its leaf hash, for hashing segments with WebCrypto (`FileReader.verifyDigests`) |
-//! | `new DirectReader(verifycap)` | [`DirectReader`] | checks data shares read straight from storage servers: trailers (UEB, chain, trees), then block and segment digests computed by the page (`blockHashPrefix()`) |
+//! | `blockHashPrefix()` | [`block_hash_prefix`] | the bytes before a block in its hash, for hashing the data blocks of segments with WebCrypto (`FileReader.verifyDigests`, `DirectReader.verifySegments`) |
+//! | `new DirectReader(verifycap)` | [`DirectReader`] | checks data shares read straight from storage servers: trailers (UEB, chain, trees), then the block digests computed by the page (`blockHashPrefix()`) |
 //! | `new FileWriter()` | [`FileWriter`] | random key, encryption, readcap from the gateway's verifycap (`PUT /ciphertext`) |
 //! | `LafsGrid.connect(gatewayUrl)` | `LafsGrid` (wasm32) | → `Promise<LafsGrid>`: the storage servers from the gateway's `GET /grid/servers`, a fresh random ed25519 account key for signed writes |
 //! | `grid.openDir(dircap)` | [`DirSession::open`] | → `Promise<string>`: the listing as JSON at the cap's level (write, read, traverse: no names, verify: no entries) |
@@ -84,7 +84,7 @@ pub use cap::{parse_cap, parse_share_link, CapInfo, ShareLink};
 pub use direct::{block_hash_prefix, DirectReader, MAX_DIRECT_TRAILER};
 pub use dirs::{parse_server_list, split_base, DirSession, DirUpload};
 pub use error::{Error, LafsError};
-pub use file::{segment_hash_prefix, FileReader, FileWriter, MAX_HELD_PROOFS, MAX_PROVEN_LEAVES};
+pub use file::{FileReader, FileWriter, MAX_HELD_PROOFS, MAX_PROVEN_LEAVES};
 #[cfg(target_arch = "wasm32")]
 pub use grid::LafsGrid;
 pub use hash::{merkle_root_hex, tagged_hash_hex};

@@ -26,8 +26,9 @@ pub struct ProofNode {
 /// To verify segments `a..=b` of ciphertext: check that the UEB (`?t=ueb`) hashes to the
 /// storage index, take its ciphertext root, start a `PartialTree` at that root over
 /// `num_segments` leaves, add the `proof` nodes, then add
-/// `tagged_hash("lafs/v1/immutable/ciphertext-segment", segment j)` as leaf `j` for each
-/// segment: every leaf verifies or the data is wrong.
+/// segment `j`'s leaf (`lafs_codec::segment_leaf_of_ciphertext`: the hash of its length and of
+/// its k zero-padded data blocks, k from the UEB; `docs/spec/immutable.md` §3) as leaf `j` for
+/// each segment: every leaf verifies or the data is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CiphertextProof {
     /// The UEB's ciphertext-tree root, hex.

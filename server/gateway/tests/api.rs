@@ -8,9 +8,9 @@ use axum::http::{Method, StatusCode};
 use axum::Router;
 use common::{data, get, head, multipart, put, request, upload, Resp};
 use lafs_caps::{Cap, ImmutableReadCap, ImmutableVerifyCap};
-use lafs_codec::{decrypt_at, random_key, CIPHERTEXT_SEGMENT_TAG};
+use lafs_codec::{decrypt_at, random_key, segment_leaf_of_ciphertext, Params};
 use lafs_gateway::{Config, MemoryGrid};
-use lafs_hashtree::{tagged_hash, Hash, PartialTree};
+use lafs_hashtree::{Hash, PartialTree};
 
 fn setup() -> (Router, MemoryGrid) {
     common::memory_app(Config::default())
@@ -302,8 +302,10 @@ async fn form_upload() {
     assert_eq!(r.header("location"), Some(format!("/uri/{cap}").as_str()));
 }
 
-/// Verifies segments `first..=last` of `ciphertext` with the proof JSON, as a client would.
-fn check_proof(proof: &serde_json::Value, ueb_root: Hash, segment_size: usize, ciphertext: &[u8]) {
+/// Verifies segments `first..=last` of `ciphertext` with the proof JSON, as a client would
+/// (the leaf of a segment from its ciphertext and the file's k).
+fn check_proof(proof: &serde_json::Value, ueb_root: Hash, params: Params, ciphertext: &[u8]) {
+    let segment_size = params.segment_size() as usize;
     let n = proof["num_segments"].as_u64().unwrap() as usize;
     let first = proof["first_segment"].as_u64().unwrap() as usize;
     let last = proof["last_segment"].as_u64().unwrap() as usize;
@@ -311,7 +313,7 @@ fn check_proof(proof: &serde_json::Value, ueb_root: Hash, segment_size: usize, c
     tree.add_nodes(&common::proof_nodes(proof)).unwrap();
     for j in first..=last {
         let seg = &ciphertext[j * segment_size..((j + 1) * segment_size).min(ciphertext.len())];
-        let leaf = tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[seg]);
+        let leaf = segment_leaf_of_ciphertext(&params, seg).unwrap();
         assert_eq!(proof["leaves"][j - first], leaf.to_hex());
         tree.add_leaf(j, leaf).unwrap();
     }
@@ -361,7 +363,7 @@ async fn ciphertext_endpoints() {
         )
         .await;
         assert_eq!(r.status, StatusCode::OK, "{segs}: {}", r.text());
-        check_proof(&r.json(), ueb.ciphertext_root, 1000, &ciphertext);
+        check_proof(&r.json(), ueb.ciphertext_root, ueb.params, &ciphertext);
     }
     for bad in ["11", "3-2", "x", "0-11"] {
         let r = get(
@@ -394,7 +396,7 @@ async fn ciphertext_endpoints() {
     let p = get(&app, &format!("/ciphertext/{svc}?t=proof&segments=0"), &[]).await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.text());
     assert_eq!(p.json()["proof"].as_array().unwrap().len(), 0);
-    check_proof(&p.json(), sueb.ciphertext_root, 1 << 20, &ct);
+    check_proof(&p.json(), sueb.ciphertext_root, sueb.params, &ct);
 }
 
 #[tokio::test]
@@ -508,7 +510,7 @@ async fn proof_survives_a_share_with_a_bad_ciphertext_tree() {
     let rc: ImmutableReadCap = cap.parse().unwrap();
     let vc = rc.verify_cap();
     let si = *rc.storage_index();
-    let params = lafs_codec::Params::new(2, 3, 1000).unwrap();
+    let params = Params::new(2, 3, 1000).unwrap();
     let ct = get(&app, &format!("/ciphertext/{vc}"), &[]).await.body;
     let root = lafs_codec::parse_ueb(
         &get(&app, &format!("/ciphertext/{vc}?t=ueb"), &[])
@@ -528,7 +530,7 @@ async fn proof_survives_a_share_with_a_bad_ciphertext_tree() {
     corrupt_tree(0);
     let r = get(&app, &uri, &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    check_proof(&r.json(), root, 1000, &ct);
+    check_proof(&r.json(), root, params, &ct);
     corrupt_tree(1);
     corrupt_tree(2);
     let r = get(&app, &uri, &[]).await;

@@ -6,8 +6,8 @@ mod common;
 
 use common::{data, TestGrid};
 use lafs_caps::{Cap, ImmutableReadCap, ImmutableVerifyCap};
-use lafs_codec::{decrypt_at, CIPHERTEXT_SEGMENT_TAG};
-use lafs_hashtree::{tagged_hash, PartialTree};
+use lafs_codec::{decrypt_at, segment_leaf_of_ciphertext};
+use lafs_hashtree::PartialTree;
 
 fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
@@ -114,8 +114,8 @@ async fn real_grid_round_trips_ranges_and_ciphertext() {
     let mut tree = PartialTree::new(ueb.ciphertext_root, 4).unwrap();
     tree.add_nodes(&common::proof_nodes(&proof)).unwrap();
     for (j, seg) in segs.chunks(1 << 20).enumerate() {
-        tree.add_leaf(1 + j, tagged_hash(CIPHERTEXT_SEGMENT_TAG, &[seg]))
-            .unwrap();
+        let leaf = segment_leaf_of_ciphertext(&ueb.params, seg).unwrap();
+        tree.add_leaf(1 + j, leaf).unwrap();
     }
     assert!(tree.verified_leaf(1).is_some() && tree.verified_leaf(2).is_some());
 
