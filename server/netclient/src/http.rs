@@ -38,6 +38,10 @@ impl Default for HttpConfig {
     }
 }
 
+/// How long an idle pooled connection may be reused: half the servers' default header-read
+/// timeout, after which they close idle connections.
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
 /// [`lafs_client::Transport`] over HTTP/1.1 (reqwest, connection pooling, plain HTTP).
 ///
 /// Only moves bytes: the requests, their signatures (writes, allocations, finishes, aborts and
@@ -79,7 +83,12 @@ impl HttpTransport {
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Storage servers close a keep-alive connection that stays idle for their header-read
+            // timeout (10 s by default; hyper times the wait for the next request). A request
+            // sent on a pooled connection as the server closes it fails, is not retried, and an
+            // upload then counts that server as unreachable. Pooled connections are dropped well
+            // before: only ones idle for less than 5 s are reused.
+            .pool_idle_timeout(POOL_IDLE)
             .build()
             .map_err(|e| Error::Http(e.to_string()))?;
         let session = HttpSession::new(
