@@ -24,7 +24,7 @@ use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use lafs_proto::ids::storage_index_to_text;
 use lafs_proto::mutable::{encode_writes, MutableWriteResponse, WireWrite};
-use lafs_proto::signing::{sign_request, RequestParts};
+use lafs_proto::signing::{is_share_data_request, sign_request, RequestParts};
 use lafs_proto::storage::{
     AdvisoryRequest, AllocateRequest, AllocateResponse, ErrorBody, ErrorCode, FinishRequest,
     FinishResponse, PutShareResponse, ShareInfo, SharesResponse, VersionResponse, WriteResponse,
@@ -34,7 +34,7 @@ use lafs_proto::{Nonce, ReadRequest, ShareNum, StorageIndex, UploadId};
 use serde::de::DeserializeOwned;
 
 use crate::placement::ServerId;
-use crate::transport::{parse_read_response, BoxFut, MaybeSendSync, ReadPiece, Transport};
+use crate::transport::{parse_read_response, BoxFut, MaybeSendSync, Payload, ReadPiece, Transport};
 use crate::TransportError;
 
 /// The most entries a share list can honestly have: share numbers are `0..=255`.
@@ -113,8 +113,9 @@ pub struct HttpRequest {
     pub query: String,
     /// Headers to send: `content-type` for JSON bodies, the four `lafs-*` headers once signed.
     pub headers: Vec<(&'static str, String)>,
-    /// The body (empty for `GET`, `DELETE` and the other body-less requests).
-    pub body: Bytes,
+    /// The body (empty for `GET`, `DELETE` and the other body-less requests); share data may
+    /// come in several pieces, to be sent back to back.
+    pub body: Payload,
     /// Whether the protocol wants this request signed ([`HttpRequest::sign`]).
     pub signed: bool,
 }
@@ -126,7 +127,7 @@ impl HttpRequest {
             path,
             query: String::new(),
             headers: Vec::new(),
-            body: Bytes::new(),
+            body: Payload::new(),
             signed: false,
         }
     }
@@ -134,7 +135,7 @@ impl HttpRequest {
     fn json<Q: serde::Serialize>(mut self, body: &Q) -> Result<Self, TransportError> {
         let body = serde_json::to_vec(body).map_err(|e| TransportError::Protocol(e.to_string()))?;
         self.headers.push(("content-type", JSON.into()));
-        self.body = Bytes::from(body);
+        self.body = Payload::from(body);
         Ok(self)
     }
 
@@ -166,7 +167,12 @@ impl HttpRequest {
         nonce: Nonce,
     ) {
         let path = format!("{}{}", server.prefix, self.path);
-        let parts = RequestParts::for_body(self.method.as_str(), &path, &self.query, &self.body);
+        let method = self.method.as_str();
+        let parts = if is_share_data_request(method, &path) {
+            RequestParts::share_data(method, &path, &self.query, self.body.len() as u64)
+        } else {
+            RequestParts::new(method, &path, &self.query, &self.body.to_bytes())
+        };
         let headers = sign_request(key, audience, &parts, timestamp, nonce);
         self.headers.extend(headers.header_values());
     }
@@ -501,11 +507,11 @@ pub fn write(
     upload: UploadId,
     share: ShareNum,
     offset: u64,
-    data: Bytes,
+    data: impl Into<Payload>,
 ) -> Plan<ShareAnswer<WriteResponse>> {
     let mut request = HttpRequest::new(Method::Put, format!("/storage/v1/upload/{upload}/{share}"));
     request.query = format!("offset={offset}");
-    request.body = data;
+    request.body = data.into();
     Plan {
         request: request.signed(),
         check: ShareAnswer(share, PhantomData),
@@ -530,9 +536,9 @@ pub fn finish(
 }
 
 /// `PUT /storage/v1/immutable/{si}/{share}` (signed, body bound by length).
-pub fn put_share(si: StorageIndex, share: ShareNum, data: Bytes) -> Plan<PutShare> {
+pub fn put_share(si: StorageIndex, share: ShareNum, data: impl Into<Payload>) -> Plan<PutShare> {
     let mut request = HttpRequest::new(Method::Put, si_path("immutable", &si, &share.to_string()));
-    request.body = data;
+    request.body = data.into();
     Plan {
         request: request.signed(),
         check: PutShare(si, share),
@@ -579,7 +585,7 @@ pub fn mutable_write(
 ) -> Result<Plan<MutableWritten>, TransportError> {
     let body = encode_writes(writes).map_err(|e| TransportError::Protocol(e.to_string()))?;
     let mut request = HttpRequest::new(Method::Post, si_path("mutable", &si, "write"));
-    request.body = Bytes::from(body);
+    request.body = Payload::from(body);
     Ok(Plan {
         request: request.signed(),
         check: MutableWritten(writes.iter().map(WireWrite::share).collect()),
@@ -839,7 +845,7 @@ impl<B: HttpBackend> Transport for B {
         upload: UploadId,
         share: ShareNum,
         offset: u64,
-        data: Bytes,
+        data: Payload,
     ) -> Result<WriteResponse, TransportError> {
         run(self, server, write(upload, share, offset, data)).await
     }
@@ -859,7 +865,7 @@ impl<B: HttpBackend> Transport for B {
         server: ServerId,
         si: StorageIndex,
         share: ShareNum,
-        data: Bytes,
+        data: Payload,
     ) -> Result<PutShareResponse, TransportError> {
         if !self.session().config.whole_share_put {
             return Err(TransportError::Status {
@@ -1181,7 +1187,7 @@ mod tests {
         assert!(abort(UP).request.body.is_empty());
         let r = read(SI, &read_req()).unwrap().request;
         assert_eq!(
-            serde_json::from_slice::<ReadRequest>(&r.body).unwrap(),
+            serde_json::from_slice::<ReadRequest>(&r.body.to_bytes()).unwrap(),
             read_req()
         );
         let f = finish(
@@ -1194,17 +1200,23 @@ mod tests {
         )
         .unwrap()
         .request;
-        assert_eq!(&f.body[..], br#"{"length":9}"#);
+        assert_eq!(&f.body.to_bytes()[..], br#"{"length":9}"#);
         let data = Bytes::from_static(b"xyz");
-        assert_eq!(write(UP, ShareNum(0), 0, data.clone()).request.body, data);
-        assert_eq!(put_share(SI, ShareNum(0), data.clone()).request.body, data);
+        assert_eq!(
+            write(UP, ShareNum(0), 0, data.clone()).request.body,
+            data.clone().into()
+        );
+        assert_eq!(
+            put_share(SI, ShareNum(0), data.clone()).request.body,
+            data.into()
+        );
         let w = vec![WireWrite::Whole {
             share: ShareNum(2),
             data: b"abc".to_vec(),
         }];
         assert_eq!(
             mutable_write(SI, &w).unwrap().request.body,
-            encode_writes(&w).unwrap()
+            encode_writes(&w).unwrap().into()
         );
         // No writes is not a request the protocol has.
         assert!(matches!(
@@ -1217,11 +1229,11 @@ mod tests {
     fn advisory_reason_is_cut_at_the_limit_on_a_character_boundary() {
         let long = "é".repeat(MAX_ADVISORY_REASON); // 2 bytes each
         let r = advise_corrupt(SI, ShareNum(0), &long).unwrap().request;
-        let body: AdvisoryRequest = serde_json::from_slice(&r.body).unwrap();
+        let body: AdvisoryRequest = serde_json::from_slice(&r.body.to_bytes()).unwrap();
         assert_eq!(body.reason.len(), MAX_ADVISORY_REASON);
         let odd = format!("a{long}");
         let r = advise_corrupt(SI, ShareNum(0), &odd).unwrap().request;
-        let body: AdvisoryRequest = serde_json::from_slice(&r.body).unwrap();
+        let body: AdvisoryRequest = serde_json::from_slice(&r.body.to_bytes()).unwrap();
         assert_eq!(body.reason.len(), MAX_ADVISORY_REASON - 1);
     }
 
@@ -1274,7 +1286,7 @@ mod tests {
             };
             let mut req = HttpRequest::new(method, v["path"].as_str().unwrap().into());
             req.query = v["query"].as_str().unwrap().into();
-            req.body = Bytes::from(v["body"].as_str().unwrap().to_owned());
+            req.body = Bytes::from(v["body"].as_str().unwrap().to_owned()).into();
             req.sign(
                 &key,
                 v["audience"].as_str().unwrap(),
@@ -1314,13 +1326,22 @@ mod tests {
             req.sign(&key, "srv", &server, T, Nonce([1; 16]));
             let headers = signed_headers(req);
             let path = format!("/grid/node1{}", req.path);
-            let parts = RequestParts::for_body(req.method.as_str(), &path, &req.query, &req.body);
+            let parts = RequestParts::for_body(
+                req.method.as_str(),
+                &path,
+                &req.query,
+                &req.body.to_bytes(),
+            );
             let mut guard = ReplayGuard::new(10);
             let policy = VerifyPolicy::default();
             verify_request("srv", &parts, &headers, T, &policy, &mut guard).unwrap();
             // Not valid for the path without the prefix, nor for another server.
-            let bare =
-                RequestParts::for_body(req.method.as_str(), &req.path, &req.query, &req.body);
+            let bare = RequestParts::for_body(
+                req.method.as_str(),
+                &req.path,
+                &req.query,
+                &req.body.to_bytes(),
+            );
             assert!(verify_request("srv", &bare, &headers, T, &policy, &mut guard).is_err());
             let mut guard = ReplayGuard::new(10);
             assert!(verify_request("other", &parts, &headers, T, &policy, &mut guard).is_err());
@@ -1670,7 +1691,7 @@ mod tests {
         if r.method == Method::Delete {
             let h = signed_headers(r);
             let path = format!("/p{}", r.path);
-            let parts = RequestParts::for_body("DELETE", &path, "", &r.body);
+            let parts = RequestParts::for_body("DELETE", &path, "", &r.body.to_bytes());
             let mut guard = ReplayGuard::new(10);
             if verify_request("srv-9", &parts, &h, T, &VerifyPolicy::default(), &mut guard).is_err()
             {
@@ -1773,7 +1794,7 @@ mod tests {
             },
             honest,
         );
-        let e = block_on(t.put_share(SERVER, SI, ShareNum(0), Bytes::new())).unwrap_err();
+        let e = block_on(t.put_share(SERVER, SI, ShareNum(0), Payload::new())).unwrap_err();
         assert!(e.is_unsupported());
         assert!(t.paths().is_empty());
     }

@@ -63,8 +63,8 @@ pub use mutable_check::{
 };
 pub use placement::ServerId;
 pub use transport::{
-    mutable_unsupported, parse_read_response, BoxFut, MaybeSendSync, ReadPiece, Spawn, Transport,
-    TransportError,
+    mutable_unsupported, parse_read_response, BoxFut, MaybeSendSync, Payload, ReadPiece, Spawn,
+    Transport, TransportError,
 };
 pub use upload::{Upload, UploadOptions, UploadProgress, UploadResult};
 

@@ -24,7 +24,7 @@ use lafs_proto::storage::{
 };
 use lafs_proto::{ReadRequest, ShareNum, StorageIndex, UploadId};
 
-use crate::transport::{ReadPiece, Transport, TransportError};
+use crate::transport::{Payload, ReadPiece, Transport, TransportError};
 use crate::ServerId;
 
 mod mutable;
@@ -496,8 +496,9 @@ impl Transport for SimGrid {
         upload: UploadId,
         share: ShareNum,
         offset: u64,
-        data: Bytes,
+        data: Payload,
     ) -> Result<WriteResponse, TransportError> {
+        let data = data.to_bytes();
         self.gate(server).await;
         let mut st = self.find(server)?.enter()?;
         st.counters.write += 1;
@@ -586,8 +587,9 @@ impl Transport for SimGrid {
         server: ServerId,
         si: StorageIndex,
         share: ShareNum,
-        data: Bytes,
+        data: Payload,
     ) -> Result<PutShareResponse, TransportError> {
+        let data = data.to_bytes();
         self.gate(server).await;
         let mut st = self.find(server)?.enter()?;
         st.counters.put_share += 1;

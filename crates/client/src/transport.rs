@@ -21,6 +21,103 @@ use lafs_proto::{ReadRequest, ShareNum, StorageIndex, UploadId};
 
 use crate::placement::ServerId;
 
+/// A request body made of pieces sent back to back: share data merged from several blocks goes
+/// out without being copied into one buffer. Cloning shares the pieces.
+///
+/// Guarantees: [`Payload::len`] is the sum of the pieces' lengths, and every way of reading it
+/// ([`Payload::parts`], [`Payload::to_bytes`]) yields the same bytes in the same order. Empty
+/// pieces are never stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Payload {
+    parts: Vec<Bytes>,
+    len: usize,
+}
+
+impl Payload {
+    /// An empty payload.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `bytes` (nothing if empty).
+    pub fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.len += bytes.len();
+            self.parts.push(bytes);
+        }
+    }
+
+    /// Total length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The pieces, in order (none empty).
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
+    /// The bytes as one buffer: shared when there is at most one piece, else copied once.
+    pub fn to_bytes(&self) -> Bytes {
+        match self.parts.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            parts => {
+                let mut v = Vec::with_capacity(self.len);
+                for p in parts {
+                    v.extend_from_slice(p);
+                }
+                Bytes::from(v)
+            }
+        }
+    }
+
+    /// Removes and returns the first `at` bytes (all of them if `at >= len`), sharing the
+    /// pieces (a piece cut in two is split without copying).
+    pub fn split_to(&mut self, at: usize) -> Self {
+        if at >= self.len {
+            return std::mem::take(self);
+        }
+        let mut head = Self::new();
+        let mut rest = std::mem::take(&mut self.parts).into_iter();
+        for mut part in rest.by_ref() {
+            let want = at - head.len;
+            if part.len() <= want {
+                head.push(part);
+                if head.len == at {
+                    break;
+                }
+            } else {
+                head.push(part.split_to(want));
+                self.parts.push(part);
+                break;
+            }
+        }
+        self.parts.extend(rest);
+        self.len -= head.len;
+        head
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(bytes: Bytes) -> Self {
+        let mut p = Self::new();
+        p.push(bytes);
+        p
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Self {
+        Self::from(Bytes::from(v))
+    }
+}
+
 /// Why one request to one server failed.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -178,7 +275,7 @@ pub trait Transport: MaybeSendSync {
         upload: UploadId,
         share: ShareNum,
         offset: u64,
-        data: Bytes,
+        data: Payload,
     ) -> Result<WriteResponse, TransportError>;
 
     /// `POST /storage/v1/upload/{id}/{share}/finish` (signed): verify and publish a share.
@@ -199,7 +296,7 @@ pub trait Transport: MaybeSendSync {
         server: ServerId,
         si: StorageIndex,
         share: ShareNum,
-        data: Bytes,
+        data: Payload,
     ) -> Result<PutShareResponse, TransportError> {
         let _ = (server, si, share, data);
         Err(TransportError::Status {
@@ -301,4 +398,56 @@ where
 /// A share number as the wire type (share numbers are below N ≤ 256).
 pub(crate) fn wire_share(share: u16) -> ShareNum {
     ShareNum(u8::try_from(share).unwrap_or(u8::MAX))
+}
+
+#[cfg(test)]
+mod payload_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn payload(parts: &[Vec<u8>]) -> Payload {
+        let mut p = Payload::new();
+        for part in parts {
+            p.push(Bytes::from(part.clone()));
+        }
+        p
+    }
+
+    #[test]
+    fn empty_pieces_are_not_kept() {
+        let mut p = Payload::new();
+        p.push(Bytes::new());
+        assert!(p.is_empty());
+        assert!(p.parts().is_empty());
+        assert_eq!(p.to_bytes(), Bytes::new());
+    }
+
+    #[test]
+    fn one_piece_is_shared_not_copied() {
+        let b = Bytes::from(vec![7u8; 100]);
+        let p = Payload::from(b.clone());
+        assert_eq!(p.to_bytes().as_ptr(), b.as_ptr());
+    }
+
+    proptest! {
+        /// Splitting at any point yields the bytes in order, in two payloads whose lengths add
+        /// up, without empty pieces.
+        #[test]
+        fn split_to_keeps_every_byte_in_order(
+            parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..50), 0..8),
+            at in 0usize..400,
+        ) {
+            let whole: Vec<u8> = parts.concat();
+            let mut rest = payload(&parts);
+            prop_assert_eq!(rest.len(), whole.len());
+            prop_assert_eq!(&rest.to_bytes()[..], &whole[..]);
+            let head = rest.split_to(at);
+            let cut = at.min(whole.len());
+            prop_assert_eq!(head.len(), cut);
+            prop_assert_eq!(rest.len(), whole.len() - cut);
+            prop_assert_eq!(&head.to_bytes()[..], &whole[..cut]);
+            prop_assert_eq!(&rest.to_bytes()[..], &whole[cut..]);
+            prop_assert!(head.parts().iter().chain(rest.parts()).all(|p| !p.is_empty()));
+        }
+    }
 }

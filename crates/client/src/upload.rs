@@ -17,6 +17,7 @@ use lafs_proto::storage::{AllocateRequest, FinishRequest, WriteResponse};
 use lafs_proto::UploadId;
 
 use crate::placement::{happiness, permuted_servers, place, ServerState};
+use crate::transport::Payload;
 use crate::transport::{boxed, wire_share, BoxFut, MaybeSendSync, TransportError};
 use crate::{Client, Error, ServerId, Spawner};
 
@@ -90,7 +91,7 @@ struct WriteDone {
     server: ServerId,
     share: u16,
     offset: u64,
-    data: Bytes,
+    data: Payload,
     result: Result<WriteResponse, TransportError>,
 }
 
@@ -121,7 +122,7 @@ struct Active {
     writable: Vec<ServerId>,
     dead: BTreeSet<ServerId>,
     /// Contiguous runs of share bytes not yet sent, per share.
-    pending: BTreeMap<u16, Vec<(u64, Vec<u8>)>>,
+    pending: BTreeMap<u16, Vec<Run>>,
     inflight: FuturesUnordered<BoxFut<WriteDone>>,
     inflight_bytes: u64,
     max_inflight: u64,
@@ -667,7 +668,9 @@ impl Upload {
                     && !slot.filed
                     && matches!(
                         a.pending.get(share).map(Vec::as_slice),
-                        Some([(0, buf)]) if Some(buf.len() as u64) == want && buf.len() <= a.max_write
+                        Some([run]) if run.offset == 0
+                            && Some(run.len() as u64) == want
+                            && run.len() <= a.max_write
                     )
             })
             .map(|(share, _)| *share)
@@ -678,10 +681,11 @@ impl Upload {
             else {
                 continue;
             };
-            let Some((_, buf)) = runs.pop() else { continue };
-            slot.flushed = buf.len() as u64;
+            let Some(run) = runs.pop() else { continue };
+            let data = run.into_payload();
+            slot.flushed = data.len() as u64;
             a.sent += 1;
-            reqs.push((share, slot.server, Bytes::from(buf)));
+            reqs.push((share, slot.server, data));
         }
         if reqs.is_empty() {
             return Ok(());
@@ -713,11 +717,7 @@ impl Upload {
                         slot.flushed = 0;
                     }
                     a.produced = a.produced.saturating_sub(data.len() as u64);
-                    a.stage(ShareWrite {
-                        share,
-                        offset: 0,
-                        data: data.to_vec(),
-                    });
+                    a.restage(share, data);
                 }
                 Err(_) => self.server_failed(server, Some((share, 0, data)))?,
             }
@@ -760,7 +760,7 @@ impl Upload {
             .pending
             .iter()
             .filter(|(_, runs)| {
-                last || runs.len() > 1 || runs.first().is_some_and(|(_, b)| b.len() >= chunk)
+                last || runs.len() > 1 || runs.first().is_some_and(|r| r.len() >= chunk)
             })
             .map(|(s, _)| *s)
             .collect();
@@ -825,7 +825,7 @@ impl Upload {
     fn server_failed(
         &mut self,
         server: ServerId,
-        failed: Option<(u16, u64, Bytes)>,
+        failed: Option<(u16, u64, Payload)>,
     ) -> Result<(), Error> {
         let a = self.active()?;
         a.dead.insert(server);
@@ -859,11 +859,7 @@ impl Upload {
                     );
                     if let Some(data) = resend {
                         a.produced = a.produced.saturating_sub(data.len() as u64);
-                        a.stage(ShareWrite {
-                            share,
-                            offset: 0,
-                            data: data.to_vec(),
-                        });
+                        a.restage(share, data);
                     }
                     continue;
                 }
@@ -941,8 +937,66 @@ impl Upload {
     }
 }
 
-/// Blocks at least this long are merged into runs reserved at the whole write size.
+/// Blocks at least this long join a run as they are (shared, never copied); shorter writes
+/// (headers, hashes, the blocks of small files) are gathered into one buffer.
 const LARGE_BLOCK: usize = 64 * 1024;
+
+/// A contiguous run of one share's bytes, not yet sent: large blocks as they came from the
+/// encoder, then the small writes that followed them gathered in `tail`.
+struct Run {
+    /// Offset of the first byte in the share.
+    offset: u64,
+    /// The run's bytes before `tail`.
+    data: Payload,
+    /// Small writes after `data`, copied together.
+    tail: Vec<u8>,
+}
+
+impl Run {
+    fn new(offset: u64, data: Payload) -> Self {
+        Self {
+            offset,
+            data,
+            tail: Vec::new(),
+        }
+    }
+
+    /// Bytes in the run.
+    fn len(&self) -> usize {
+        self.data.len() + self.tail.len()
+    }
+
+    /// Offset just past the run.
+    fn end(&self) -> u64 {
+        self.offset + self.len() as u64
+    }
+
+    /// Appends one encoder write: a large block is kept as it is, a small one copied into the
+    /// tail (or becomes the tail, when the tail is empty).
+    fn push(&mut self, bytes: Vec<u8>) {
+        if bytes.len() >= LARGE_BLOCK {
+            self.freeze();
+            self.data.push(Bytes::from(bytes));
+        } else if self.tail.is_empty() {
+            self.tail = bytes;
+        } else {
+            self.tail.extend_from_slice(&bytes);
+        }
+    }
+
+    /// Moves the tail into `data`.
+    fn freeze(&mut self) {
+        if !self.tail.is_empty() {
+            self.data.push(Bytes::from(std::mem::take(&mut self.tail)));
+        }
+    }
+
+    /// The run's bytes, in order.
+    fn into_payload(mut self) -> Payload {
+        self.freeze();
+        self.data
+    }
+}
 
 impl Active {
     /// Queues one encoder write for its share, merged with the previous run when contiguous.
@@ -953,19 +1007,26 @@ impl Active {
         self.produced += w.data.len() as u64;
         let runs = self.pending.entry(w.share).or_default();
         match runs.last_mut() {
-            Some((off, buf)) if *off + buf.len() as u64 == w.offset => {
-                // Large blocks: grow once to a whole write rather than by doubling, since each
-                // doubling copies the run again (a third of the client's copying on a 3-of-10
-                // upload of 1 MiB segments). Small files keep the default growth, so that their
-                // few-byte runs never hold a whole write's capacity.
-                if w.data.len() >= LARGE_BLOCK && buf.capacity() - buf.len() < w.data.len() {
-                    let want = self.max_write.max(buf.len() + w.data.len());
-                    buf.reserve_exact(want - buf.len());
-                }
-                buf.extend_from_slice(&w.data);
+            Some(run) if run.end() == w.offset => run.push(w.data),
+            _ => {
+                let mut run = Run::new(w.offset, Payload::new());
+                run.push(w.data);
+                runs.push(run);
             }
-            _ => runs.push((w.offset, w.data)),
         }
+    }
+
+    /// Queues again the first `data.len()` bytes of `share`, sent before to a server that
+    /// failed or did not take them whole.
+    fn restage(&mut self, share: u16, data: Payload) {
+        if !self.slots.contains_key(&share) {
+            return;
+        }
+        self.produced += data.len() as u64;
+        self.pending
+            .entry(share)
+            .or_default()
+            .insert(0, Run::new(0, data));
     }
 
     /// Sends the share's complete runs (and the last, partial one too when `all`).
@@ -978,18 +1039,19 @@ impl Active {
         let Some(mut runs) = self.pending.remove(&share) else {
             return;
         };
-        let keep = if !all && runs.last().is_some_and(|(_, b)| b.len() < chunk) {
+        let keep = if !all && runs.last().is_some_and(|r| r.len() < chunk) {
             runs.pop()
         } else {
             None
         };
-        for (offset, buf) in runs {
-            let data = Bytes::from(buf);
+        for run in runs {
+            let offset = run.offset;
+            let mut data = run.into_payload();
             let mut start = 0usize;
-            while start < data.len() {
-                let end = (start + self.max_write).min(data.len());
-                let piece = data.slice(start..end);
+            while !data.is_empty() {
+                let piece = data.split_to(self.max_write);
                 let off = offset + start as u64;
+                start += piece.len();
                 slot.flushed += piece.len() as u64;
                 self.inflight_bytes += piece.len() as u64;
                 self.sent += 1;
@@ -1007,7 +1069,6 @@ impl Active {
                         result,
                     }
                 }));
-                start = end;
             }
         }
         if let Some(run) = keep {

@@ -68,7 +68,7 @@ async fn fetch(
     method: &str,
     url: &str,
     headers: &[(&'static str, String)],
-    body: &[u8],
+    body: &[Bytes],
 ) -> Result<HttpResponse, TransportError> {
     let window = window()?;
     let init = web_sys::RequestInit::new();
@@ -84,8 +84,12 @@ async fn fetch(
         // As a Blob: with a typed-array body, a browser whose DevTools network log is open (as
         // in Playwright) copies every request body into that log, which made uploads from the
         // tab run at a tenth of their speed; a Blob costs one more copy of the body.
-        let array = js_sys::Uint8Array::from(body);
-        let blob = web_sys::Blob::new_with_u8_array_sequence(&js_sys::Array::of1(&array))
+        // Several pieces (share data merged from blocks) become one Blob without being joined.
+        let pieces = js_sys::Array::new();
+        for part in body {
+            pieces.push(&js_sys::Uint8Array::from(&part[..]));
+        }
+        let blob = web_sys::Blob::new_with_u8_array_sequence(&pieces)
             .map_err(|e| TransportError::Protocol(js_text(&e)))?;
         init.set_body(&blob);
     }
@@ -164,7 +168,7 @@ impl HttpBackend for FetchTransport {
             request.method.as_str(),
             &url,
             &request.headers,
-            &request.body,
+            request.body.parts(),
         )
         .await
     }

@@ -125,10 +125,56 @@ async fn send_request(
     for (name, value) in request.headers {
         req = req.header(name, value);
     }
-    let resp = req.body(request.body).send().await.map_err(map_err)?;
+    let body = match request.body.parts() {
+        [] => reqwest::Body::from(Bytes::new()),
+        [one] => reqwest::Body::from(one.clone()),
+        parts => reqwest::Body::wrap(PartsBody::new(parts)),
+    };
+    let resp = req.body(body).send().await.map_err(map_err)?;
     let status = resp.status().as_u16();
     let body: Bytes = resp.bytes().await.map_err(map_err)?;
     Ok(HttpResponse { status, body })
+}
+
+/// A request body of several pieces sent back to back, without joining them: each piece is
+/// one frame, and the exact total length is known up front (so it goes out with a
+/// `Content-Length`, not chunked).
+struct PartsBody {
+    parts: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl PartsBody {
+    fn new(parts: &[Bytes]) -> Self {
+        Self {
+            parts: parts.iter().cloned().collect(),
+            remaining: parts.iter().map(|p| p.len() as u64).sum(),
+        }
+    }
+}
+
+impl http_body::Body for PartsBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        std::task::Poll::Ready(this.parts.pop_front().map(|part| {
+            this.remaining -= part.len() as u64;
+            Ok(http_body::Frame::data(part))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 #[async_trait]
