@@ -155,31 +155,54 @@ async fn blocking<T: Send + 'static>(
 /// Reads a body of at most `limit` bytes.
 async fn read_body(body: Body, limit: u64) -> Result<Bytes, ApiError> {
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    match axum::body::to_bytes(body, limit_usize).await {
-        Ok(b) => Ok(b),
-        Err(e) => {
-            let inner = e.into_inner();
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
-            while let Some(err) = source {
-                if err.is::<http_body_util::LengthLimitError>() {
-                    return Err(ApiError::too_large(format!(
-                        "request body is larger than the {limit}-byte limit"
-                    )));
-                }
-                if err.is::<tower_http::timeout::TimeoutError>() {
-                    return Err(ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        lafs_proto::storage::ErrorCode::Timeout,
-                        "request body was not received in time",
-                    ));
-                }
-                source = err.source();
-            }
-            Err(ApiError::bad_request(format!(
-                "could not read the request body: {inner}"
-            )))
+    axum::body::to_bytes(body, limit_usize)
+        .await
+        .map_err(|e| body_error(e, limit))
+}
+
+/// Reads a body of at most `limit` bytes as the frames it arrived in, without joining them:
+/// share data goes from these frames to the hasher and the file.
+async fn read_frames(mut body: Body, limit: u64) -> Result<Vec<Bytes>, ApiError> {
+    use http_body_util::BodyExt;
+    let mut frames = Vec::new();
+    let mut len = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|e| body_error(e, limit))?.into_data() else {
+            continue; // trailers carry no data
+        };
+        len = len.saturating_add(data.len() as u64);
+        if len > limit {
+            return Err(ApiError::too_large(format!(
+                "request body is larger than the {limit}-byte limit"
+            )));
+        }
+        if !data.is_empty() {
+            frames.push(data);
         }
     }
+    Ok(frames)
+}
+
+/// The answer to a body that could not be read: too large, too slow, or broken off.
+fn body_error(e: axum::Error, limit: u64) -> ApiError {
+    let inner = e.into_inner();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return ApiError::too_large(format!(
+                "request body is larger than the {limit}-byte limit"
+            ));
+        }
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                lafs_proto::storage::ErrorCode::Timeout,
+                "request body was not received in time",
+            );
+        }
+        source = err.source();
+    }
+    ApiError::bad_request(format!("could not read the request body: {inner}"))
 }
 
 /// A verified signed request: the account and the body the signature covers.
@@ -188,14 +211,22 @@ struct Signed {
     body: Bytes,
 }
 
-/// How the signature of a request covers its body (`docs/spec/signed-requests.md`). Chosen by
+/// A verified signed request carrying immutable share data: the account and the body as it
+/// arrived, in frames (none empty), `len` bytes in all.
+struct SignedData {
+    account: AccountId,
+    frames: Vec<Bytes>,
+    len: u64,
+}
+
+/// What a request signature covers of the body (`docs/spec/signed-requests.md`). Chosen by
 /// the endpoint, never by the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Binding {
+enum Covered<'a> {
     /// Length and SHA-256 of the body (every request but share data).
-    Digest,
+    Digest(&'a [u8]),
     /// Length only: immutable share data, verified against its storage index before filing.
-    ShareData,
+    Length(u64),
 }
 
 /// Reads the body and verifies the request signature, the replay cache and the allow-list.
@@ -207,21 +238,21 @@ async fn authenticate(
     body: Body,
     limit: u64,
 ) -> Result<Signed, ApiError> {
-    authenticate_as(st, method, uri, headers, body, limit, Binding::Digest).await
+    let body = read_body(body, limit).await?;
+    let account = verify_signer(st, method, uri, headers, Covered::Digest(&body))?;
+    Ok(Signed { account, body })
 }
 
-/// [`authenticate`] with an explicit body binding.
-async fn authenticate_as(
+/// The signer of a request whose signature covers `covered`, once the signature, the replay
+/// cache and the allow-list accept it.
+fn verify_signer(
     st: &AppState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: Body,
-    limit: u64,
-    binding: Binding,
-) -> Result<Signed, ApiError> {
-    let body = read_body(body, limit).await?;
-    let result = check(st, method, uri, headers, &body, binding);
+    covered: Covered<'_>,
+) -> Result<AccountId, ApiError> {
+    let result = check(st, method, uri, headers, covered);
     if result.is_err() {
         Metrics::add(&st.metrics().signature_failures, 1);
     }
@@ -233,7 +264,7 @@ async fn authenticate_as(
             )));
         }
     }
-    Ok(Signed { account, body })
+    Ok(account)
 }
 
 /// A signed request carrying immutable share data (a write or a whole share): authenticated with
@@ -246,14 +277,20 @@ async fn share_data_request(
     headers: &HeaderMap,
     body: Body,
     what: &str,
-) -> Result<Signed, ApiError> {
+) -> Result<SignedData, ApiError> {
     let limit = st.config().max_request_body;
-    let signed = authenticate_as(st, method, uri, headers, body, limit, Binding::ShareData).await?;
+    let frames = read_frames(body, limit).await?;
+    let len = frames.iter().map(|f| f.len() as u64).sum();
+    let account = verify_signer(st, method, uri, headers, Covered::Length(len))?;
     refuse_if_read_only(st)?;
-    if signed.body.is_empty() {
+    if len == 0 {
         return Err(ApiError::bad_request(format!("empty {what}")));
     }
-    Ok(signed)
+    Ok(SignedData {
+        account,
+        frames,
+        len,
+    })
 }
 
 fn check(
@@ -261,8 +298,7 @@ fn check(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: &[u8],
-    binding: Binding,
+    covered: Covered<'_>,
 ) -> Result<AccountId, ApiError> {
     let lookup = |name: &'static str| {
         let mut values = headers.get_all(name).iter();
@@ -275,11 +311,9 @@ fn check(
     };
     let signed = SignedHeaders::parse(lookup).map_err(ApiError::from_signature)?;
     let (path, query) = (uri.path(), uri.query().unwrap_or(""));
-    let req = match binding {
-        Binding::Digest => RequestParts::new(method.as_str(), path, query, body),
-        Binding::ShareData => {
-            RequestParts::share_data(method.as_str(), path, query, body.len() as u64)
-        }
+    let req = match covered {
+        Covered::Digest(body) => RequestParts::new(method.as_str(), path, query, body),
+        Covered::Length(len) => RequestParts::share_data(method.as_str(), path, query, len),
     };
     let policy = VerifyPolicy {
         max_skew_secs: st.config().max_clock_skew_secs,
@@ -799,9 +833,9 @@ async fn write(
     let offset = parse_offset(uri.query())?;
     let cfg = st.config();
     let signed = share_data_request(&st, &method, &uri, &headers, body, "write").await?;
-    let data = signed.body;
+    let (frames, n) = (signed.frames, signed.len);
     let end = offset
-        .checked_add(data.len() as u64)
+        .checked_add(n)
         .ok_or_else(|| ApiError::range("offset + length overflows"))?;
     let ticket = st.inner.uploads.begin_write(
         id,
@@ -812,17 +846,24 @@ async fn write(
         tokio::time::Instant::now(),
     )?;
     let store = Arc::clone(st.store());
-    let n = data.len() as u64;
     // The ticket is released inside the blocking task, which completes even if this handler
     // is dropped (client disconnect), so the share never stays "busy".
     let (res, received_bytes) = blocking(move || {
         // The share's hasher is held across the store write, so the hashes it keeps always
-        // describe the bytes stored (a write into the hashed prefix resets it).
+        // describe the bytes stored (a write into the hashed prefix resets it). The frames go
+        // to the file and the hasher as they arrived, never joined into one buffer.
         let r = {
             let mut hasher = lock_hasher(&ticket.hasher);
-            let r = store.write_incoming(id, share, offset, &data);
+            let parts: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+            let r = store.write_incoming_parts(id, share, offset, &parts);
             match &r {
-                Ok(()) => hasher.stored(offset, &data),
+                Ok(()) => {
+                    let mut at = offset;
+                    for frame in &frames {
+                        hasher.stored(at, frame);
+                        at += frame.len() as u64;
+                    }
+                }
                 Err(_) => hasher.failed(),
             }
             r
@@ -1007,8 +1048,12 @@ async fn put_share(
     }
     let cfg = st.config();
     let signed = share_data_request(&st, &method, &uri, &headers, body, "share").await?;
-    let data = signed.body;
-    let len = data.len() as u64;
+    let len = signed.len;
+    // A whole share is verified in one piece (it is small: at most one request body).
+    let data = match signed.frames.as_slice() {
+        [one] => one.clone(),
+        frames => Bytes::from(frames.concat()),
+    };
     if len > cfg.max_share_size {
         return Err(ApiError::too_large(format!(
             "share size {len} exceeds this server's limit of {} bytes",

@@ -386,6 +386,16 @@ impl ShareStore for FsStore {
         offset: u64,
         data: &[u8],
     ) -> Result<(), StoreError> {
+        self.write_incoming_parts(id, share, offset, &[data])
+    }
+
+    fn write_incoming_parts(
+        &self,
+        id: UploadId,
+        share: ShareNum,
+        offset: u64,
+        parts: &[&[u8]],
+    ) -> Result<(), StoreError> {
         let dir = self.upload_dir(id);
         if !dir.join("upload.json").exists() {
             return Err(StoreError::NotFound);
@@ -396,18 +406,23 @@ impl ShareStore for FsStore {
             .truncate(false)
             .write(true)
             .open(&path)?;
-        f.write_all_at(data, offset)?;
+        let mut at = offset;
+        for part in parts {
+            f.write_all_at(part, at)?;
+            at += part.len() as u64;
+        }
+        let len = at - offset;
         if self.options.sync_each_write {
             self.file_syncs.fetch_add(1, Ordering::Relaxed);
             f.sync_data()?;
-        } else if crosses_step(offset, data.len() as u64, self.options.flush_behind) {
+        } else if crosses_step(offset, len, self.options.flush_behind) {
             self.flushes.start(&path, &f);
         }
         let mut rec = [0u8; RECORD_LEN];
         rec[0] = RECORD_RANGE;
         rec[1] = share.0;
         rec[2..10].copy_from_slice(&offset.to_be_bytes());
-        rec[10..18].copy_from_slice(&(data.len() as u64).to_be_bytes());
+        rec[10..18].copy_from_slice(&len.to_be_bytes());
         // One write of one record to an O_APPEND file: records never interleave.
         let mut log = OpenOptions::new()
             .append(true)
@@ -702,6 +717,29 @@ mod tests {
         );
         // Settled and forgotten at commit.
         assert!(s.flushes.lock().is_empty());
+    }
+
+    #[test]
+    fn parts_are_written_back_to_back_and_logged_as_one_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 0);
+        let id = UploadId([10; 16]);
+        s.create_upload(id, &meta()).unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
+        s.write_incoming(id, ShareNum(0), 0, &data[..100]).unwrap();
+        let parts: Vec<&[u8]> = vec![&data[100..1000], &data[1000..1001], &data[1001..]];
+        s.write_incoming_parts(id, ShareNum(0), 100, &parts)
+            .unwrap();
+        let log = fs::read(s.upload_dir(id).join("ranges.log")).unwrap();
+        assert_eq!(
+            parse_log(&log),
+            vec![(ShareNum(0), 0, 100), (ShareNum(0), 100, 9_900)]
+        );
+        assert_eq!(
+            s.read_incoming(id, ShareNum(0), 0, data.len() as u64)
+                .unwrap(),
+            data
+        );
     }
 
     #[test]

@@ -137,6 +137,22 @@ pub trait ShareStore: Send + Sync + 'static {
         data: &[u8],
     ) -> Result<(), StoreError>;
 
+    /// Writes `parts`, back to back, at `offset` of an incoming share of an existing upload:
+    /// the same as one [`ShareStore::write_incoming`] of the parts joined (which is what this
+    /// default does when there are several; a store may write them without joining).
+    fn write_incoming_parts(
+        &self,
+        id: UploadId,
+        share: ShareNum,
+        offset: u64,
+        parts: &[&[u8]],
+    ) -> Result<(), StoreError> {
+        match parts {
+            [one] => self.write_incoming(id, share, offset, one),
+            parts => self.write_incoming(id, share, offset, &parts.concat()),
+        }
+    }
+
     /// Reads `len` bytes at `offset` of an incoming share (fewer only at its end).
     fn read_incoming(
         &self,
