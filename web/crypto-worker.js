@@ -114,14 +114,70 @@ async function blocks(m, shares, out) {
 }
 
 /**
+ * Share buffers of finished batches, reused by the next ones instead of a fresh buffer for every
+ * response (new memory to map and zero, then garbage to collect). At most two batches' worth
+ * (2k buffers) are kept.
+ */
+const sharePool = [];
+
+function takeShareBuffer(size) {
+  for (let i = sharePool.length - 1; i >= 0; i--) {
+    if (sharePool[i].byteLength >= size) return sharePool.splice(i, 1)[0];
+  }
+  return new ArrayBuffer(size);
+}
+
+function releaseShareBuffers(bufs) {
+  for (const b of bufs) {
+    if (sharePool.length >= 2 * bufs.length) sharePool.shift();
+    sharePool.push(b.buffer);
+  }
+}
+
+/**
+ * Reads the whole body of `resp` (exactly `len` bytes) into `ab` from byte `at` on, with a BYOB
+ * reader (the browser writes into the buffer, no intermediate copy) where there is one. Resolves
+ * to the buffer (a BYOB read hands the same memory back in a new ArrayBuffer).
+ */
+async function readBodyInto(resp, ab, at, len) {
+  let byob = null;
+  try {
+    byob = resp.body?.getReader({ mode: 'byob' }) ?? null;
+  } catch {
+    // no byte stream here
+  }
+  const short = (n) => new Error(`a storage server sent ${n} bytes for a range of ${len}`);
+  if (!byob) {
+    const got = new Uint8Array(await resp.arrayBuffer());
+    if (got.length !== len) throw short(got.length);
+    new Uint8Array(ab, at, len).set(got);
+    return ab;
+  }
+  let off = 0;
+  while (off < len) {
+    const { value, done } = await byob.read(new Uint8Array(ab, at + off, len - off));
+    if (done) throw short(off);
+    ab = value.buffer;
+    off += value.length;
+  }
+  const { value, done } = await byob.read(new Uint8Array(1));
+  if (!done) {
+    byob.cancel().catch(() => {});
+    throw short(off + (value?.length ?? 0) + 1);
+  }
+  return ab;
+}
+
+/**
  * The blocks of one batch from each data share: `urls[i]` (a storage server's
  * `/storage/v1/immutable/<si>/<i>`), bytes `from .. offset + length` of every share, each body
- * read whole by the browser (`arrayBuffer()`: far cheaper than reading it piece by piece). Each
- * resolves to a buffer with the blocks from byte `room` on. Only the storage index, share
- * numbers and ranges leave this worker.
+ * read straight into a buffer of the pool. Each resolves to a buffer with the blocks from byte
+ * `room` on. Only the storage index, share numbers and ranges leave this worker.
  */
 function fetchShares({ urls, offset, length, room }) {
   const from = Math.max(0, offset - room);
+  // The first block of the file has fewer bytes than the room before it in the share.
+  const at = room - (offset - from);
   return Promise.all(urls.map(async (url) => {
     let resp;
     try {
@@ -130,17 +186,8 @@ function fetchShares({ urls, offset, length, room }) {
       throw new Error(`a storage server could not be reached (${err.message})`);
     }
     if (resp.status !== 206) throw new Error(`a storage server answered ${resp.status} to a range request`);
-    let buf = new Uint8Array(await resp.arrayBuffer());
-    if (buf.length !== offset + length - from) {
-      throw new Error(`a storage server sent ${buf.length} bytes for a range of ${offset + length - from}`);
-    }
-    if (from > offset - room) {
-      // The first block of the file: fewer bytes than the room precede it in the share.
-      const b2 = new Uint8Array(room + length);
-      b2.set(buf.subarray(offset - from), room);
-      buf = b2;
-    }
-    return buf;
+    const ab = await readBodyInto(resp, takeShareBuffer(room + length), at, offset + length - from);
+    return new Uint8Array(ab, 0, room + length);
   }));
 }
 
@@ -153,8 +200,14 @@ self.onmessage = async (e) => {
     } else if (op === 'blocks') {
       const { out } = e.data;
       const shares = await fetchShares(e.data);
-      const r = await blocks(e.data, shares, out);
-      // The share buffers stay here (garbage now); the joined ciphertext goes back.
+      // WebCrypto copied each block when blocks() called it: the share buffers are free again.
+      let r;
+      try {
+        r = await blocks(e.data, shares, out);
+      } finally {
+        releaseShareBuffers(shares);
+      }
+      // The joined ciphertext goes back.
       self.postMessage({ id, ...r, out }, [r.blockDigests.buffer, out.buffer]);
     } else if (op === 'decrypt') {
       const alg = { name: 'AES-CTR', counter: counterAt(e.data.offset), length: 128 };
