@@ -31,13 +31,18 @@ const PROOF_WINDOW = 1024;
  * browser process and the network service a few ms of CPU whatever its size (4 MiB batches
  * spent about 2 ms per MiB more there than 16 MiB ones), and more memory in flight.
  */
-const DIRECT_BATCH_BYTES = Number(new URLSearchParams(location.search).get('direct-batch-mib') ?? 8) * MiB;
+/** A positive number from the page's query parameter `name`, else `fallback`. */
+function positiveParam(name, fallback) {
+  const v = Number(new URLSearchParams(location.search).get(name));
+  return Number.isFinite(v) && v > 0 ? v : fallback;
+}
+const DIRECT_BATCH_BYTES = positiveParam('direct-batch-mib', 8) * MiB;
 /**
  * Batches read from the storage servers at once (`?direct-depth=N` to try others): at least 3,
  * so that the two crypto workers have a batch to work on while the next one is on its way.
  */
-const DIRECT_DEPTH = Number(new URLSearchParams(location.search).get('direct-depth')
-  ?? Math.max(3, Math.round(FETCH_DEPTH * BATCH_BYTES / DIRECT_BATCH_BYTES)));
+const DIRECT_DEPTH = Math.ceil(positiveParam('direct-depth',
+  Math.max(3, Math.round(FETCH_DEPTH * BATCH_BYTES / DIRECT_BATCH_BYTES))));
 /** Text files larger than this are offered as a download only. */
 const MAX_TEXT_SHOWN = 2 * MiB;
 /** Files up to this size are read and verified whole when opened; larger ones are streamed. */
