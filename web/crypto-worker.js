@@ -8,9 +8,10 @@
 // sent anywhere. Its only requests are the page's range reads of data shares from storage servers
 // (storage index, share number and byte range: nothing secret), so that share bytes never pass
 // through the page.
-'use strict';
+import { blockDigests } from './digests.js';
 
-let scratch = null;
+/** Scratch buffer of blockDigests, kept between batches. */
+const scratch = {};
 
 /** 16-byte big-endian counter block of file offset `offset` (a multiple of 16). */
 function counterAt(offset) {
@@ -23,50 +24,6 @@ function counterAt(offset) {
   return c;
 }
 
-/**
- * The digests of the k data blocks of each `segSize` piece (segment) of `bytes`, what a segment's
- * ciphertext-tree leaf is made of (docs/spec/immutable.md §3): a segment of `len` bytes is cut
- * into k blocks of `b = ceil(len / k)` bytes, the last ones zero-padded to `b` (a block may be all
- * padding), and each is hashed as SHA-256(prefix ‖ block). Resolves to the 32-byte digests
- * segment by segment, block by block, in one array.
- *
- * WebCrypto copies its input when called, so a whole block is hashed in place: the prefix is
- * written over the bytes just before it and those are put back at once. The first block of
- * `bytes` (nothing before it) and a short block (its padding) go through the scratch buffer.
- * The same function is in files.js.
- */
-async function blockDigests(prefix, bytes, segSize, k) {
-  const hp = prefix.length;
-  const count = Math.ceil(bytes.length / segSize);
-  const all = new Uint8Array(count * k * 32);
-  const need = hp + Math.ceil(Math.min(segSize, bytes.length) / k);
-  if (!scratch || scratch.length < need) scratch = new Uint8Array(need);
-  scratch.set(prefix);
-  const keep = new Uint8Array(hp);
-  const pending = [];
-  for (let s = 0, o = 0; o < bytes.length; s++, o += segSize) {
-    const len = Math.min(segSize, bytes.length - o);
-    const b = Math.ceil(len / k);
-    for (let i = 0; i < k; i++) {
-      const start = o + Math.min(i * b, len);
-      const end = o + Math.min((i + 1) * b, len);
-      const slot = (s * k + i) * 32;
-      const done = (d) => all.set(new Uint8Array(d), slot);
-      if (end - start === b && start >= hp) {
-        keep.set(bytes.subarray(start - hp, start));
-        bytes.set(prefix, start - hp);
-        pending.push(crypto.subtle.digest('SHA-256', bytes.subarray(start - hp, end)).then(done));
-        bytes.set(keep, start - hp);
-      } else {
-        scratch.set(bytes.subarray(start, end), hp);
-        scratch.fill(0, hp + end - start, hp + b);
-        pending.push(crypto.subtle.digest('SHA-256', scratch.subarray(0, hp + b)).then(done));
-      }
-    }
-  }
-  await Promise.all(pending);
-  return all;
-}
 
 /**
  * Hashes each block of segments `a..b` read from the k data shares (`shares[i]`: the blocks of
@@ -195,7 +152,7 @@ self.onmessage = async (e) => {
   const { id, op, bytes } = e.data;
   try {
     if (op === 'digest') {
-      const d = await blockDigests(e.data.prefix, bytes, e.data.segSize, e.data.k);
+      const d = await blockDigests(e.data.prefix, bytes, e.data.segSize, e.data.k, scratch);
       self.postMessage({ id, digests: d, bytes }, [d.buffer, bytes.buffer]);
     } else if (op === 'blocks') {
       const { out } = e.data;

@@ -17,6 +17,7 @@
 
 import { openDirect } from './direct.js';
 import { apiUrl, shareLink } from './gateway.js';
+import { blockDigests } from './digests.js';
 
 const MiB = 1024 * 1024;
 /** Bytes of ciphertext fetched (and verified) per request. */
@@ -98,50 +99,6 @@ async function aesCtr(key, offset, data) {
   return new Uint8Array(await crypto.subtle.encrypt(alg, key, data));
 }
 
-/**
- * The digests of the k data blocks of each `segSize` piece (segment) of `bytes` (WebCrypto), what
- * a segment's ciphertext-tree leaf is made of (docs/spec/immutable.md §3): a segment of `len`
- * bytes is cut into k blocks of `b = ceil(len / k)` bytes, the last ones zero-padded to `b` (a
- * block may be all padding), and each is hashed as SHA-256(prefix ‖ block). Resolves to the
- * 32-byte digests segment by segment, block by block, in one array.
- *
- * WebCrypto copies its input when called, so a whole block is hashed in place: the prefix is
- * written over the bytes just before it and those are put back at once. The file's first block
- * in `bytes` (nothing before it) and a short block (its padding) go through `scratch`.
- * The same function is in crypto-worker.js.
- */
-async function blockDigests(prefix, bytes, segSize, k, scratch = null) {
-  const hp = prefix.length;
-  const count = Math.ceil(bytes.length / segSize);
-  const all = new Uint8Array(count * k * 32);
-  const need = hp + Math.ceil(Math.min(segSize, bytes.length) / k);
-  if (!scratch || scratch.length < need) scratch = new Uint8Array(need);
-  scratch.set(prefix);
-  const keep = new Uint8Array(hp);
-  const pending = [];
-  for (let s = 0, o = 0; o < bytes.length; s++, o += segSize) {
-    const len = Math.min(segSize, bytes.length - o);
-    const b = Math.ceil(len / k);
-    for (let i = 0; i < k; i++) {
-      const start = o + Math.min(i * b, len);
-      const end = o + Math.min((i + 1) * b, len);
-      const slot = (s * k + i) * 32;
-      const done = (d) => all.set(new Uint8Array(d), slot);
-      if (end - start === b && start >= hp) {
-        keep.set(bytes.subarray(start - hp, start));
-        bytes.set(prefix, start - hp);
-        pending.push(crypto.subtle.digest('SHA-256', bytes.subarray(start - hp, end)).then(done));
-        bytes.set(keep, start - hp);
-      } else {
-        scratch.set(bytes.subarray(start, end), hp);
-        scratch.fill(0, hp + end - start, hp + b);
-        pending.push(crypto.subtle.digest('SHA-256', scratch.subarray(0, hp + b)).then(done));
-      }
-    }
-  }
-  await Promise.all(pending);
-  return all;
-}
 
 // Hashing and decrypting in dedicated workers (crypto-worker.js): WebCrypto runs one operation
 // at a time per JS context, so two workers work on two batches at once. `?workers=0` keeps it
@@ -158,7 +115,7 @@ function workers() {
   const n = Number(new URLSearchParams(location.search).get('workers') ?? WORKERS);
   try {
     for (let i = 0; i < n && typeof Worker === 'function'; i++) {
-      const w = new Worker(new URL('crypto-worker.js', location.href));
+      const w = new Worker(new URL('crypto-worker.js', location.href), { type: 'module' });
       w.pending = new Map();
       w.onmessage = (e) => {
         const call = w.pending.get(e.data.id);
@@ -532,7 +489,7 @@ class OpenFile {
      * where the bytes came from.
      */
     this.stats = { waitMs: 0, cryptoMs: 0, via: direct ? 'storage-servers' : 'gateway' };
-    this.scratch = new Uint8Array(this.prefix.length + Math.ceil(this.segSize / this.k));
+    this.scratch = { buf: new Uint8Array(this.prefix.length + Math.ceil(this.segSize / this.k)) };
   }
 
   /** The service-worker URL of this file (`?download`: saved as an attachment). */
