@@ -5,11 +5,18 @@
 // Fragments: `#<dircap>` opens a directory; `#<dircap>&path=a/b` the folder a/b under it (the
 // breadcrumb). A file opens as `#<filecap>` in the file viewer (files.js).
 //
+// Uploads into a folder are encrypted in the tab and their ciphertext goes to the gateway's upload
+// session (files.js), which erasure-codes and stores it; the tab then links the file's cap into
+// the folder. With `?direct=on` the tab encodes itself (`LafsGrid.startUpload`: AES, Reed-Solomon
+// and hashes in wasm) and writes the shares straight to the storage servers.
+//
 // What leaves the tab: `GET /grid/servers` to the gateway (public), storage indexes, ciphertext
-// and signed shares to the storage servers, and for a file's size `GET /ciphertext/<verifycap>?t=ueb`
-// (public). Never a directory cap, a file readcap or a key.
+// and signed shares to the storage servers, for a file's size `GET /ciphertext/<verifycap>?t=ueb`
+// (public), and an upload's ciphertext and selection index to the gateway's upload session.
+// Never a directory cap, a file readcap or a key.
 
 import { apiUrl, gatewayError, gatewayOrigin, shareLink } from './gateway.js';
+import { uploadThroughGateway } from './files.js';
 
 const $ = (id) => document.getElementById(id);
 const MiB = 1024 * 1024;
@@ -419,6 +426,59 @@ async function mkdir(name) {
   }
 }
 
+/**
+ * Whether this page encodes uploads itself (`?direct=on`: shares straight to the storage servers,
+ * the gateway carries no file data) instead of sending ciphertext to the gateway's upload session.
+ */
+const encodeInTab = new URLSearchParams(location.search).get('direct') === 'on';
+
+/**
+ * Adds `f` to the folder `target` (a write cap) with the tab's own grid client: encrypted,
+ * erasure-coded and hashed in wasm, its shares written (signed) to the storage servers.
+ * Resolves to the file's read cap.
+ */
+async function encodeHere(g, target, f, label, bar) {
+  // Piece by piece: the file is never held whole, in JS or in wasm.
+  const up = g.startUpload(target, f.name);
+  try {
+    for (let off = 0; off < f.size; off += UPLOAD_PIECE) {
+      busy(`Encrypting and uploading ${label}: ${formatSize(off)} of ${formatSize(f.size)}…`);
+      await up.write(new Uint8Array(await f.slice(off, off + UPLOAD_PIECE).arrayBuffer()));
+      bar.value = Math.min(off + UPLOAD_PIECE, f.size);
+    }
+    busy(`Linking ${label} into the folder…`);
+    return await up.finish();
+  } finally {
+    up.free();
+  }
+}
+
+/**
+ * Adds `f` to the folder `target`: encrypted in the tab (WebCrypto), its ciphertext erasure-coded
+ * and stored by the gateway's upload session (several times faster than encoding in wasm on the
+ * page's thread; the gateway never sees the key), then linked by the tab's grid client. A gateway
+ * without upload sessions gets the tab's own encoder instead. Resolves to the file's read cap.
+ */
+async function uploadVia(g, target, f, label, bar) {
+  if (encodeInTab) return encodeHere(g, target, f, label, bar);
+  let up;
+  try {
+    busy(`Encrypting and uploading ${label}…`);
+    up = await uploadThroughGateway(f, {
+      onProgress: (n) => {
+        bar.value = n;
+        busy(`Encrypting and uploading ${label}: ${formatSize(n)} of ${formatSize(f.size)}…`);
+      },
+      onStatus: () => busy(`Storing the last shares of ${label}…`),
+    });
+  } catch (e) {
+    if (e?.code !== 'no-upload-sessions') throw e;
+    return encodeHere(g, target, f, label, bar);
+  }
+  busy(`Linking ${label} into the folder…`);
+  return g.linkFile(target, f.name, up.readCap, f.size);
+}
+
 async function uploadHere(files) {
   if (!shown?.listing.writable) return;
   const target = shown.cap;
@@ -429,21 +489,12 @@ async function uploadHere(files) {
     for (const f of files) {
       i++;
       const label = `${f.name}${files.length > 1 ? ` (${i} of ${files.length})` : ''}`;
-      // Piece by piece: the file is never held whole, in JS or in wasm.
-      const up = g.startUpload(target, f.name);
+      bar.max = Math.max(f.size, 1);
+      bar.value = 0;
+      bar.hidden = false;
       try {
-        bar.max = Math.max(f.size, 1);
-        bar.value = 0;
-        bar.hidden = false;
-        for (let off = 0; off < f.size; off += UPLOAD_PIECE) {
-          busy(`Encrypting and uploading ${label}: ${formatSize(off)} of ${formatSize(f.size)}…`);
-          await up.write(new Uint8Array(await f.slice(off, off + UPLOAD_PIECE).arrayBuffer()));
-          bar.value = Math.min(off + UPLOAD_PIECE, f.size);
-        }
-        busy(`Linking ${label} into the folder…`);
-        await up.finish();
+        await uploadVia(g, target, f, label, bar);
       } finally {
-        up.free();
         bar.hidden = true;
       }
     }

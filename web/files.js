@@ -1102,27 +1102,21 @@ async function sendChunk(url, start, ct) {
 }
 
 /**
- * Encrypts a file in the tab with a fresh key and uploads the ciphertext in chunks through an
+ * Encrypts `file` in the tab with a fresh key and uploads the ciphertext in chunks through an
  * upload session of the gateway (`POST /ciphertext/uploads`, docs/spec/gateway.md): the next
- * chunk is encrypted while one is sent, so the tab holds a few chunks whatever the file size.
+ * chunk is encrypted while one is sent, so the tab holds a few chunks whatever the file size. The
+ * gateway erasure-codes the ciphertext and stores the shares; it never sees the key.
+ * `onProgress(bytesSent)` follows the upload; `onStatus(text)` is told when the last shares are
+ * being stored. Resolves to `{ readCap, encryptMs, uploadMs, totalMs, chunks, crypto }`; throws an
+ * Error whose message says what went wrong (the session is deleted then).
  */
-async function upload(file) {
+export async function uploadThroughGateway(file, { onProgress = () => {}, onStatus = () => {} } = {}) {
   const w = new (wasm().FileWriter)();
-  const out = $('upload-result');
-  const bar = $('upload-progress');
-  const status = $('upload-status');
-  out.hidden = true;
-  document.documentElement.setAttribute('data-upload-state', 'busy');
   let session = null;
   try {
-    bar.hidden = false;
-    bar.max = Math.max(file.size, 1);
-    bar.value = 0;
-    status.textContent = `Encrypting and uploading ${file.name} (${formatSize(file.size)})…`;
     const t0 = performance.now();
     const fast = await useWebCrypto();
     const key = fast ? await importAesKey(w.webCryptoKey()) : null;
-    document.documentElement.dataset.crypto = fast ? 'webcrypto' : 'wasm';
     let encryptMs = 0;
     const encryptChunk = async (off) => {
       const plain = new Uint8Array(await file.slice(off, off + UPLOAD_CHUNK).arrayBuffer());
@@ -1137,17 +1131,22 @@ async function upload(file) {
     } catch (e) {
       throw new Error(`the gateway could not be reached (${e?.message ?? e})`);
     }
-    if (r.status !== 201) throw await gatewayRefusal(r, 'the start of the upload');
+    if (r.status !== 201) {
+      const e = await gatewayRefusal(r, 'the start of the upload');
+      // A gateway without upload sessions (404, 405, 501): the caller may encode in the tab.
+      if ([404, 405, 501].includes(r.status)) e.code = 'no-upload-sessions';
+      throw e;
+    }
     session = apiUrl(`/ciphertext/uploads/${(await r.json()).id}`);
     let next = file.size > 0 ? encryptChunk(0) : null;
     for (let off = 0; off < file.size; off += UPLOAD_CHUNK) {
       const ct = await next;
       next = off + UPLOAD_CHUNK < file.size ? encryptChunk(off + UPLOAD_CHUNK) : null;
       await sendChunk(session, off, ct);
-      bar.value = off + ct.length;
+      onProgress(off + ct.length);
       nudgeCollector();
     }
-    status.textContent = `Storing the last shares of ${file.name}…`;
+    onStatus('finishing');
     let verifyCap;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -1163,9 +1162,39 @@ async function upload(file) {
     }
     session = null;
     const readCap = w.readCap(verifyCap);
-    const t2 = performance.now();
-    window.lafsTimings.upload = { bytes: file.size, encryptMs, uploadMs: t2 - t0 - encryptMs, totalMs: t2 - t0, chunks: Math.ceil(file.size / UPLOAD_CHUNK) };
-    const link = shareLink(readCap);
+    const totalMs = performance.now() - t0;
+    return {
+      readCap, encryptMs, uploadMs: totalMs - encryptMs, totalMs,
+      chunks: Math.ceil(file.size / UPLOAD_CHUNK), crypto: fast ? 'webcrypto' : 'wasm',
+    };
+  } catch (e) {
+    // Let the gateway stop the uploader now rather than when the session expires.
+    if (session) fetch(session, { method: 'DELETE' }).catch(() => {});
+    throw e;
+  } finally {
+    w.free();
+  }
+}
+
+/** The upload box: uploads `file` through the gateway and shows its share link. */
+async function upload(file) {
+  const out = $('upload-result');
+  const bar = $('upload-progress');
+  const status = $('upload-status');
+  out.hidden = true;
+  document.documentElement.setAttribute('data-upload-state', 'busy');
+  try {
+    bar.hidden = false;
+    bar.max = Math.max(file.size, 1);
+    bar.value = 0;
+    status.textContent = `Encrypting and uploading ${file.name} (${formatSize(file.size)})…`;
+    const up = await uploadThroughGateway(file, {
+      onProgress: (n) => { bar.value = n; },
+      onStatus: () => { status.textContent = `Storing the last shares of ${file.name}…`; },
+    });
+    document.documentElement.dataset.crypto = up.crypto;
+    window.lafsTimings.upload = { bytes: file.size, encryptMs: up.encryptMs, uploadMs: up.uploadMs, totalMs: up.totalMs, chunks: up.chunks };
+    const link = shareLink(up.readCap);
     $('upload-link').value = link;
     $('upload-open').href = link;
     out.hidden = false;
@@ -1176,10 +1205,6 @@ async function upload(file) {
     bar.hidden = true;
     status.textContent = `Upload failed: ${e?.message ?? e}`;
     document.documentElement.setAttribute('data-upload-state', 'error');
-    // Let the gateway stop the uploader now rather than when the session expires.
-    if (session) fetch(session, { method: 'DELETE' }).catch(() => {});
-  } finally {
-    w.free();
   }
 }
 

@@ -38,19 +38,20 @@ test.afterAll(async () => {
  * gateway for the page's own files, the server list and verifycap endpoints, elsewhere only to
  * storage servers.
  */
-async function expectNoSecret(requests, caps) {
+async function expectNoSecret(requests, caps, { uploads = false } = {}) {
   const gateway = new URL(grid.url).origin;
   await expectNoCap(requests, caps, (url) =>
     url.origin === gateway
       ? !url.pathname.startsWith('/uri') &&
         (url.pathname === '/grid/servers' ||
           url.pathname.startsWith('/ciphertext/lafsv1') ||
+          (uploads && url.pathname.startsWith('/ciphertext/uploads')) ||
           /^\/[\w.-]*$/.test(url.pathname))
       : /^\/storage\/v1\//.test(url.pathname));
 }
 
-async function openDir(page, fragment) {
-  await page.goto(`${grid.url}/#${fragment}`);
+async function openDir(page, fragment, query = '') {
+  await page.goto(`${grid.url}/${query}#${fragment}`);
   await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown', { timeout: 60_000 });
 }
 
@@ -124,10 +125,10 @@ test('a copy of the app on another host lists a directory through ?gateway= and 
   await expectNoSecret(others, [root]);
 });
 
-test('with a write cap the tab creates a folder and uploads a file that the CLI sees', async ({ page }) => {
+test('with a write cap and ?direct=on the tab creates a folder and encodes a file itself that the CLI sees', async ({ page }) => {
   test.setTimeout(180_000);
   const requests = recordRequests(page);
-  await openDir(page, root);
+  await openDir(page, root, '?direct=on');
   await page.locator('#dir-new-folder').click();
   await page.locator('#dir-mkdir-name').fill('made in the tab');
   await page.locator('#dir-mkdir-form button[type=submit]').click();
@@ -173,6 +174,54 @@ test('with a write cap the tab creates a folder and uploads a file that the CLI 
   for (const w of writes.filter((r) => r.method() !== 'OPTIONS' && !r.url().endsWith('/read'))) {
     expect(Object.keys(await w.allHeaders())).toContain('lafs-signature');
   }
+  // Nothing of the files went to the gateway.
+  expect(requests.filter((r) => new URL(r.url()).pathname.startsWith('/ciphertext/uploads'))).toEqual([]);
+});
+
+test('by default a file uploaded into a folder is encoded by the gateway and linked by the tab', async ({ page }) => {
+  test.setTimeout(180_000);
+  // A directory of its own: the tests below expect the shared one as it is.
+  const root = lafs('mkdir').toString().trim();
+  const requests = recordRequests(page);
+  await openDir(page, root);
+  await page.locator('#dir-new-folder').click();
+  await page.locator('#dir-mkdir-name').fill('through the gateway');
+  await page.locator('#dir-mkdir-form button[type=submit]').click();
+  await opDone(page);
+  await page.locator('#dir-list li[data-name="through the gateway"] a').click();
+  await expect(page.locator('#dir-crumbs')).toContainText('through the gateway');
+  await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown');
+  // Larger than one chunk of the upload session (8 MiB), not a multiple of a segment.
+  const big = Buffer.alloc((9 << 20) + 4321);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 17 + (i >> 11)) & 0xff;
+  await page.locator('#dir-upload-input').setInputFiles({ name: 'via-gateway.bin', mimeType: 'application/octet-stream', buffer: big });
+  await opDone(page);
+  await expect.poll(() => names(page)).toEqual(['via-gateway.bin']);
+  await expect(page.locator('#dir-list li[data-name="via-gateway.bin"] .size')).toHaveText('9.0 MiB');
+  // A tiny file takes the same way (the gateway makes it a literal cap or a one-segment file).
+  await page.locator('#dir-upload-input').setInputFiles({ name: 'tiny.txt', mimeType: 'text/plain', buffer: Buffer.from('hi') });
+  await opDone(page);
+  await expect.poll(() => names(page)).toEqual(['tiny.txt', 'via-gateway.bin']);
+
+  const out = join(tmp, 'via-gateway.bin');
+  lafs('cp', `${root}:through the gateway/via-gateway.bin`, out);
+  expect(readFileSync(out).equals(big)).toBe(true);
+  const outTiny = join(tmp, 'tiny.txt');
+  lafs('cp', `${root}:through the gateway/tiny.txt`, outTiny);
+  expect(readFileSync(outTiny).toString()).toBe('hi');
+
+  // The ciphertext went to the upload session in chunks; no cap or key in any request; the
+  // folder itself was changed by the tab with signed writes to the storage servers.
+  const sessions = requests.filter((r) => new URL(r.url()).pathname.startsWith('/ciphertext/uploads'));
+  expect(sessions.filter((r) => r.method() === 'PUT').length).toBeGreaterThanOrEqual(2);
+  const d = await derive(page, root);
+  const sub = JSON.parse(lafs('ls', '--json', `${root}:through the gateway`).toString());
+  const top = JSON.parse(lafs('ls', '--json', root).toString());
+  await expectNoSecret(requests, [root, d.read, d.traverse, ...Object.values(sub), ...Object.values(top)], { uploads: true });
+  const writes = requests.filter((r) => r.method() === 'POST' && /\/mutable\/[a-z2-7]+\/write$/.test(r.url()));
+  expect(writes.length).toBeGreaterThan(0);
+  for (const w of writes) expect(Object.keys(await w.allHeaders())).toContain('lafs-signature');
+  expect(requests.some((r) => /\/storage\/v1\/(upload|immutable)\//.test(new URL(r.url()).pathname) && r.method() !== 'GET')).toBe(false);
 });
 
 test('a read-only dircap shows the listing and no write controls', async ({ page }) => {

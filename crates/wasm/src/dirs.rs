@@ -313,6 +313,30 @@ impl DirSession {
         })
     }
 
+    /// Links an immutable file already on the grid (`file_cap`: its read cap or literal cap,
+    /// e.g. from an upload through the gateway's upload session) as `name` in the directory of
+    /// `dir_cap` (a directory write cap), with metadata `{"size": size}`, replacing a file of
+    /// that name (a directory of that name is not replaced: code `exists`). Returns the cap.
+    pub async fn link_file(
+        &self,
+        dir_cap: &str,
+        name: &str,
+        file_cap: &str,
+        size: u64,
+    ) -> Result<String, Error> {
+        let parent = dir_write_cap(dir_cap)?;
+        let name = lafs_dirnode::normalize_name(name).map_err(Error::from)?;
+        let cap = parse(file_cap)?;
+        if !matches!(cap, Cap::ImmutableRead(_) | Cap::Literal(_)) {
+            return Err(Error::Grid {
+                code: "not-a-file",
+                what: format!("a {} is not the read cap of an immutable file", cap.kind()),
+            });
+        }
+        link_file(&self.client, &parent, &name, &cap, size).await?;
+        Ok(cap.to_string())
+    }
+
     /// The whole contents of a file cap: an immutable readcap or literal cap (verified and
     /// decrypted), or a mutable file's write or read cap (its latest version).
     pub async fn read_file(&self, cap_text: &str) -> Result<Vec<u8>, Error> {
@@ -373,21 +397,35 @@ impl DirUpload {
     pub async fn finish(&mut self) -> Result<String, Error> {
         let mut up = self.upload.take().ok_or(Error::InvalidUse)?;
         let cap = up.finish().await.map_err(Error::from)?.cap;
-        let meta = json!({ "size": self.size }).to_string();
-        let name = self.name.clone();
-        self.client
-            .modify_dir(&self.parent, |d| {
-                if let Ok(existing) = d.get(&name) {
-                    if child_is_dir(&existing.read_cap) {
-                        return Err(lafs_dirnode::Error::AlreadyExists { name: name.clone() });
-                    }
-                }
-                d.set(&name, &cap, meta.as_bytes())
-            })
-            .await
-            .map_err(Error::from)?;
+        link_file(&self.client, &self.parent, &self.name, &cap, self.size).await?;
         Ok(cap.to_string())
     }
+}
+
+/// Links file `cap` as `name` (already normalized) in directory `parent` with metadata
+/// `{"size": size}`, replacing a file of that name but never a directory (code `exists`).
+async fn link_file(
+    client: &Client,
+    parent: &DirWriteCap,
+    name: &str,
+    cap: &Cap,
+    size: u64,
+) -> Result<(), Error> {
+    let meta = json!({ "size": size }).to_string();
+    client
+        .modify_dir(parent, |d| {
+            if let Ok(existing) = d.get(name) {
+                if child_is_dir(&existing.read_cap) {
+                    return Err(lafs_dirnode::Error::AlreadyExists {
+                        name: name.to_owned(),
+                    });
+                }
+            }
+            d.set(name, cap, meta.as_bytes())
+        })
+        .await
+        .map_err(Error::from)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -598,6 +636,42 @@ mod tests {
             s.start_upload(&cap, "x").unwrap_err().code(),
             "not-a-directory"
         );
+    }
+
+    #[test]
+    fn a_file_already_on_the_grid_is_linked() {
+        let s = session();
+        let root = block_on(s.create_dir()).unwrap();
+        let other = block_on(s.create_dir()).unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        // Uploaded elsewhere (here: into another directory), then linked by its cap.
+        let cap = block_on(s.add_file(&other, "x", &data)).unwrap();
+        let linked =
+            block_on(s.link_file(&root, "copy.bin", &format!(" {cap}\n"), 200_000)).unwrap();
+        assert_eq!(linked, cap);
+        let l = listing(&s, &root);
+        assert_eq!(names(&l), ["copy.bin"]);
+        assert_eq!(l["entries"][0]["size"], 200_000);
+        assert_eq!(l["entries"][0]["cap"], cap.as_str());
+        assert_eq!(block_on(s.read_file(&cap)).unwrap(), data);
+        // A literal cap links too; a file replaces a file of the same name, never a folder.
+        let tiny = block_on(s.add_file(&other, "t", b"hi")).unwrap();
+        block_on(s.link_file(&root, "copy.bin", &tiny, 2)).unwrap();
+        assert_eq!(listing(&s, &root)["entries"][0]["cap"], tiny.as_str());
+        block_on(s.mkdir(&root, "sub")).unwrap();
+        let e = block_on(s.link_file(&root, "sub", &cap, 200_000)).unwrap_err();
+        assert_eq!(e.code(), "exists");
+        // Only an immutable file's cap, only into a writable directory, only a good name.
+        let e = block_on(s.link_file(&root, "d", &other, 0)).unwrap_err();
+        assert_eq!(e.code(), "not-a-file");
+        let e = block_on(s.link_file(&root, "d", "lafsr1garbage", 0)).unwrap_err();
+        assert_ne!(e.code(), "not-a-file");
+        let read = root.parse::<DirWriteCap>().unwrap().read_cap().to_string();
+        let e = block_on(s.link_file(&read, "d", &cap, 1)).unwrap_err();
+        assert_eq!(e.code(), "not-permitted");
+        let e = block_on(s.link_file(&root, "a/b", &cap, 1)).unwrap_err();
+        assert_eq!(e.code(), "bad-name");
+        assert_eq!(names(&listing(&s, &root)), ["sub", "copy.bin"]);
     }
 
     #[test]

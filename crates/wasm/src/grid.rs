@@ -293,6 +293,36 @@ impl LafsGrid {
         })
     }
 
+    /// Links an immutable file already stored (`file_cap`: its read cap, e.g. from an upload
+    /// through the gateway's upload session) as `name` in the directory of `dir_cap` (a write
+    /// cap), with metadata `{"size": size}`; resolves to the cap. A folder of that name is not
+    /// replaced (code `exists`).
+    #[wasm_bindgen(js_name = linkFile)]
+    pub fn link_file(
+        &self,
+        dir_cap: String,
+        name: String,
+        file_cap: String,
+        size: f64,
+    ) -> js_sys::Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            // A JS number: a byte count is an integer below 2^53.
+            if !(size.is_finite() && size >= 0.0 && size.fract() == 0.0 && size < 9.0e15) {
+                return Err(rejected(Error::Grid {
+                    code: "bad-size",
+                    what: format!("{size} is not a file size"),
+                }));
+            }
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let size = size as u64; // checked just above: a non-negative integer < 2^53
+            s.link_file(&dir_cap, &name, &file_cap, size)
+                .await
+                .map(JsValue::from)
+                .map_err(rejected)
+        })
+    }
+
     /// Starts adding a file `name` to the directory of `dir_cap` (a write cap) piece by
     /// piece: `await up.write(bytes)` any number of times, then `await up.finish()` → the
     /// file's read cap. Throws at once for a cap without write access or a bad name.
