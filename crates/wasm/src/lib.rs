@@ -25,6 +25,7 @@
 //! | `grid.openDir(dircap)` | [`DirSession::open`] | → `Promise<string>`: the listing as JSON at the cap's level (write, read, traverse: no names, verify: no entries) |
 //! | `grid.mkdir(dirWriteCap, name)` | [`DirSession::mkdir`] | → `Promise<string>`: creates and links a new folder, its write cap |
 //! | `grid.addFile(dirWriteCap, name, bytes)` | [`DirSession::add_file`] | → `Promise<string>`: encrypts and uploads in the tab, links the file (`{"size": N}` metadata), its readcap |
+//! | `grid.linkFile(dirWriteCap, name, fileCap, size)` | [`DirSession::link_file`] | → `Promise<string>`: links a file already stored (e.g. through the gateway's upload session) with `{"size": N}` metadata; a folder of that name is not replaced |
 //! | `grid.startUpload(dirWriteCap, name)` | [`DirSession::start_upload`] | → [`DirUpload`] as `LafsDirUpload`: `await up.write(bytes)` piece by piece, `await up.finish()` → the readcap (memory does not grow with the file) |
 //! | `grid.readFile(cap)` | [`DirSession::read_file`] | → `Promise<Uint8Array>`: a whole immutable, literal or mutable file, verified and decrypted |
 //! | `grid.createDir()` | [`DirSession::create_dir`] | → `Promise<string>`: a new unlinked directory's write cap |
