@@ -50,6 +50,27 @@ test('an image is shown inline', async ({ page }) => {
   expect(await page.locator('img#file-inline').evaluate((i) => i.complete && i.naturalWidth)).toBe(1);
 });
 
+test('a PDF is shown inline, from the verified bytes', async ({ page }) => {
+  // A one-page PDF (objects, xref and trailer), then padding past the literal-cap size.
+  const body = [
+    '%PDF-1.4',
+    '1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj',
+    '2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj',
+    '3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >> endobj',
+  ].join('\n') + '\n';
+  const xref = body.length;
+  const pdf = Buffer.from(`${body}xref\n0 4\ntrailer << /Size 4 /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n${' '.repeat(4000)}`);
+  const cap = grid.put(pdf);
+  await page.goto(`${grid.url}/#${cap}`);
+  await expect(page.locator('#file')).toHaveAttribute('data-type', 'application/pdf');
+  const frame = page.locator('iframe#file-inline');
+  await expect(frame).toBeVisible();
+  await expect(page.locator('#file-download')).toContainText('application/pdf');
+  // What the frame shows is exactly the file.
+  const shown = await frame.evaluate(async (f) => [...new Uint8Array(await (await fetch(f.src)).arrayBuffer())]);
+  expect(sha(Buffer.from(shown))).toBe(sha(pdf));
+});
+
 test('a literal cap shows its content without any network request', async ({ page }) => {
   await openApp(page, grid.url);
   const cap = grid.put(Buffer.from('tiny'));
