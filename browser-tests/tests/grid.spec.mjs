@@ -139,6 +139,91 @@ test('shares tampered on disk: the page shows an error, never wrong content', as
   await expect(page.locator('#file-download')).toBeHidden();
 });
 
+test('the wasm API streams byte ranges from the storage servers and uploads without the gateway', async ({ page }) => {
+  test.setTimeout(120_000);
+  const original = bytes((3 << 20) + 777, 31);
+  const cap = grid.put(original);
+  const requests = recordRequests(page);
+  await openApp(page, grid.url);
+  // Reads a ReadableStream of `file.stream(start, end)` whole in the page: its SHA-256 and size.
+  const got = await page.evaluate(async ({ cap, ranges }) => {
+    const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('');
+    const g = await window.wasmBindings.LafsGrid.connect(location.origin);
+    const f = await g.openFile(cap);
+    const out = { size: f.size, ranges: [] };
+    for (const [start, end] of ranges) {
+      const reader = f.stream(start, end ?? undefined).getReader();
+      const parts = [];
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        if (!(value instanceof Uint8Array)) throw new Error('a piece is not a Uint8Array');
+        parts.push(value);
+      }
+      const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let o = 0;
+      for (const p of parts) { all.set(p, o); o += p.length; }
+      out.ranges.push({ len: all.length, sha: hex(await crypto.subtle.digest('SHA-256', all)) });
+    }
+    // Offsets that are not byte offsets are refused.
+    try { f.stream(-1); out.bad = 'accepted'; } catch (e) { out.bad = e.code; }
+    return out;
+  }, { cap, ranges: [[0, null], [1_000_000, 2_500_000], [original.length - 10, original.length + 99], [5, 5]] });
+  expect(got.size).toBe(original.length);
+  expect(got.ranges).toEqual([
+    { len: original.length, sha: sha(original) },
+    { len: 1_500_000, sha: sha(original.subarray(1_000_000, 2_500_000)) },
+    { len: 10, sha: sha(original.subarray(original.length - 10)) },
+    { len: 0, sha: sha(Buffer.alloc(0)) },
+  ]);
+  expect(got.bad).toBe('bad-range');
+
+  // An upload encoded in the tab, shares straight to the storage servers.
+  const data = bytes((1 << 20) + 5, 32);
+  const upCap = await page.evaluate(async (arr) => {
+    const g = await window.wasmBindings.LafsGrid.connect(location.origin);
+    const up = g.startFileUpload();
+    const bytes = new Uint8Array(arr);
+    await up.write(bytes.subarray(0, 300_000));
+    await up.write(bytes.subarray(300_000));
+    return up.finish();
+  }, [...data]);
+  expect(sha(grid.get(upCap))).toBe(sha(data));
+  // Neither went through the gateway's file endpoints, and no request holds a cap.
+  expect(requests.some((r) => /\/ciphertext\/|\/uri/.test(new URL(r.url()).pathname))).toBe(false);
+  expect(requests.some((r) => /\/storage\/v1\//.test(new URL(r.url()).pathname))).toBe(true);
+  await expectNoSecret(requests, [cap, upCap]);
+});
+
+test('a stream of the wasm API errors on shares tampered on disk, delivering nothing of them', async ({ page }) => {
+  const original = bytes(300_000, 33);
+  const cap = grid.put(original);
+  await openApp(page, grid.url);
+  const si = await page.evaluate((c) => window.wasmBindings.parseCap(c).storageIndex, cap);
+  const dirName = base32(Buffer.from(si, 'hex'));
+  for (const p of grid.shareFiles().filter((x) => x.includes(`/${dirName}/`))) {
+    const b = grid.read(p);
+    b[200] ^= 0xff;
+    grid.write(p, b);
+  }
+  const r = await page.evaluate(async (c) => {
+    const g = await window.wasmBindings.LafsGrid.connect(location.origin);
+    const f = await g.openFile(c);
+    const reader = f.stream(0).getReader();
+    let delivered = 0;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return { delivered, error: null };
+        delivered += value.length;
+      }
+    } catch (e) {
+      return { delivered, error: e.code ?? String(e) };
+    }
+  }, cap);
+  expect(r).toEqual({ delivered: 0, error: 'integrity' });
+});
+
 test('a file uploaded from the tab comes back byte for byte through lafs get', async ({ page }) => {
   test.setTimeout(120_000);
   const original = bytes(3 << 20, 42);

@@ -6,8 +6,10 @@
 //! (public-key) headers and ciphertext to the storage servers, nothing else. The listing is
 //! handed to JavaScript as JSON text (see [`DirSession::open`] for its shape).
 
+use bytes::Bytes;
+use futures::stream::{self, LocalBoxStream, StreamExt};
 use lafs_caps::{Cap, CapKind, DirWriteCap};
-use lafs_client::{is_dir_cap, Client, OpenedDir, ServerId, Upload, UploadOptions};
+use lafs_client::{is_dir_cap, Client, Download, OpenedDir, ServerId, Upload, UploadOptions};
 use lafs_dirnode::{Directory, Level};
 use lafs_proto::ids::base32_decode;
 use serde_json::{json, Value};
@@ -306,8 +308,7 @@ impl DirSession {
         let name = lafs_dirnode::normalize_name(name).map_err(Error::from)?;
         Ok(DirUpload {
             client: self.client.clone(),
-            parent,
-            name,
+            link: Some((parent, name)),
             upload: Some(self.client.upload(UploadOptions::default())),
             size: 0,
         })
@@ -337,6 +338,50 @@ impl DirSession {
         Ok(cap.to_string())
     }
 
+    /// Starts uploading a file that is not linked anywhere, piece by piece
+    /// ([`DirUpload::write`], then [`DirUpload::finish`], which returns its read cap): encrypted,
+    /// erasure-coded and sent as segments fill, so memory does not grow with the file.
+    pub fn start_file_upload(&self) -> DirUpload {
+        DirUpload {
+            client: self.client.clone(),
+            link: None,
+            upload: Some(self.client.upload(UploadOptions::default())),
+            size: 0,
+        }
+    }
+
+    /// Opens a file cap for reading as streams ([`GridFile::stream`]): an immutable readcap or
+    /// literal cap (nothing is read but the shares' trailers, checked against the cap), or a
+    /// mutable file's write or read cap (its latest version, read whole now: mutable files are
+    /// small).
+    pub async fn open_file(&self, cap_text: &str) -> Result<GridFile, Error> {
+        let cap = parse(cap_text)?;
+        match &cap {
+            Cap::ImmutableRead(_) | Cap::Literal(_) => {
+                let d = self.client.open(&cap).await.map_err(Error::from)?;
+                Ok(GridFile {
+                    size: d.size(),
+                    source: Source::Shares {
+                        client: self.client.clone(),
+                        cap,
+                        opened: Some(Box::new(d)),
+                    },
+                })
+            }
+            Cap::MutableWrite(_) | Cap::MutableRead(_) => {
+                let data = Bytes::from(self.read_file(cap_text).await?);
+                Ok(GridFile {
+                    size: data.len() as u64,
+                    source: Source::Whole(data),
+                })
+            }
+            other => Err(Error::Grid {
+                code: "not-a-file",
+                what: format!("a {} does not read a file", other.kind()),
+            }),
+        }
+    }
+
     /// The whole contents of a file cap: an immutable readcap or literal cap (verified and
     /// decrypted), or a mutable file's write or read cap (its latest version).
     pub async fn read_file(&self, cap_text: &str) -> Result<Vec<u8>, Error> {
@@ -361,11 +406,90 @@ impl DirSession {
     }
 }
 
-/// A file being added to a directory (see [`DirSession::start_upload`]).
+/// A file opened for reading ([`DirSession::open_file`]): its size, and any byte range of it
+/// as a stream of verified, decrypted pieces.
+pub struct GridFile {
+    size: u64,
+    source: Source,
+}
+
+enum Source {
+    /// An immutable or literal file, read from the shares as the stream is polled.
+    Shares {
+        client: Client,
+        cap: Cap,
+        /// The download opened by [`DirSession::open_file`], used by the first stream.
+        opened: Option<Box<Download>>,
+    },
+    /// A mutable file's contents, read whole.
+    Whole(Bytes),
+}
+
+impl core::fmt::Debug for GridFile {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GridFile")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GridFile {
+    /// The file's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes `[start, end)` of the file (clamped to it), in order, as pieces of at most one
+    /// segment: every byte is checked against the cap before it is yielded, and a piece that
+    /// fails ends the stream with the error (code `integrity` when no k good shares remain).
+    /// Streams are independent: the first one uses the download opened with the file, each
+    /// later one opens its own (one round trip to the servers before its first byte). Memory
+    /// is that of one download (a few segments) per stream being read, whatever the range.
+    pub fn stream(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> LocalBoxStream<'static, Result<Bytes, Error>> {
+        let end = end.min(self.size);
+        let start = start.min(end);
+        match &mut self.source {
+            Source::Whole(data) => {
+                let piece = data.slice(start as usize..end as usize);
+                stream::iter((!piece.is_empty()).then_some(Ok(piece))).boxed_local()
+            }
+            Source::Shares {
+                client,
+                cap,
+                opened,
+            } => {
+                let first = opened.take();
+                let client = client.clone();
+                let cap = cap.clone();
+                stream::once(async move {
+                    let mut d = match first {
+                        Some(d) => *d,
+                        None => client.open(&cap).await.map_err(Error::from)?,
+                    };
+                    d.seek(start..end);
+                    Ok::<_, Error>(d.into_stream().map(|r| r.map_err(Error::from)))
+                })
+                .map(|opened| match opened {
+                    Ok(s) => s.boxed_local(),
+                    Err(e) => stream::iter([Err(e)]).boxed_local(),
+                })
+                .flatten()
+                .boxed_local()
+            }
+        }
+    }
+}
+
+/// A file being uploaded ([`DirSession::start_file_upload`]) or added to a directory
+/// ([`DirSession::start_upload`]).
 pub struct DirUpload {
     client: Client,
-    parent: DirWriteCap,
-    name: String,
+    /// The directory and name to link the file as, if any.
+    link: Option<(DirWriteCap, String)>,
     upload: Option<Upload>,
     size: u64,
 }
@@ -392,12 +516,15 @@ impl DirUpload {
         Ok(())
     }
 
-    /// Finishes the upload and links the file into the directory (metadata `{"size": N}`);
+    /// Finishes the upload and, for [`DirSession::start_upload`], links the file into the
+    /// directory (metadata `{"size": N}`);
     /// returns its read cap. A directory of the same name is not replaced (code `exists`).
     pub async fn finish(&mut self) -> Result<String, Error> {
         let mut up = self.upload.take().ok_or(Error::InvalidUse)?;
         let cap = up.finish().await.map_err(Error::from)?.cap;
-        link_file(&self.client, &self.parent, &self.name, &cap, self.size).await?;
+        if let Some((parent, name)) = &self.link {
+            link_file(&self.client, parent, name, &cap, self.size).await?;
+        }
         Ok(cap.to_string())
     }
 }
@@ -672,6 +799,62 @@ mod tests {
         let e = block_on(s.link_file(&root, "a/b", &cap, 1)).unwrap_err();
         assert_eq!(e.code(), "bad-name");
         assert_eq!(names(&listing(&s, &root)), ["sub", "copy.bin"]);
+    }
+
+    fn collect(f: &mut GridFile, start: u64, end: u64) -> Result<Vec<u8>, Error> {
+        block_on(async {
+            let mut out = Vec::new();
+            let mut s = f.stream(start, end);
+            while let Some(piece) = s.next().await {
+                let piece = piece?;
+                assert!(!piece.is_empty());
+                out.extend_from_slice(&piece);
+            }
+            Ok(out)
+        })
+    }
+
+    #[test]
+    fn files_are_streamed_by_range_and_uploaded_unlinked() {
+        let s = session();
+        let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 241) as u8).collect();
+        let mut up = s.start_file_upload();
+        for chunk in data.chunks(1 << 20) {
+            block_on(up.write(chunk)).unwrap();
+        }
+        let cap = block_on(up.finish()).unwrap();
+        assert!(cap.starts_with("lafsr1"), "{cap}");
+        let mut f = block_on(s.open_file(&cap)).unwrap();
+        assert_eq!(f.size(), 2_500_000);
+        assert_eq!(collect(&mut f, 0, u64::MAX).unwrap(), data);
+        // Later streams open their own download; ranges are clamped.
+        assert_eq!(
+            collect(&mut f, 1_048_000, 1_049_000).unwrap(),
+            &data[1_048_000..1_049_000]
+        );
+        assert_eq!(
+            collect(&mut f, 2_400_000, 9_000_000).unwrap(),
+            &data[2_400_000..]
+        );
+        assert!(collect(&mut f, 7, 7).unwrap().is_empty());
+        assert!(collect(&mut f, 3_000_000, 4_000_000).unwrap().is_empty());
+        // Two streams at once are independent.
+        let (mut a, mut b) = (f.stream(0, 10), f.stream(100, 110));
+        let (x, y) = block_on(async { (a.next().await, b.next().await) });
+        assert_eq!(&x.unwrap().unwrap()[..], &data[..10]);
+        assert_eq!(&y.unwrap().unwrap()[..], &data[100..110]);
+
+        // A literal cap, a mutable file (read whole), and caps that read no file.
+        let mut lit =
+            block_on(s.open_file(&block_on(s.start_file_upload().finish()).unwrap())).unwrap();
+        assert_eq!(lit.size(), 0);
+        assert!(collect(&mut lit, 0, 10).unwrap().is_empty());
+        let root = block_on(s.create_dir()).unwrap();
+        let e = block_on(s.open_file(&root)).unwrap_err();
+        assert_eq!(e.code(), "not-a-file");
+        assert!(block_on(s.open_file("lafsr1nonsense")).is_err());
+        // The file is not linked anywhere.
+        assert_eq!(listing(&s, &root)["count"], 0);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::dirs::parse_server_list;
-use crate::{DirSession, DirUpload, Error, LafsError};
+use crate::{DirSession, DirUpload, Error, GridFile, LafsError};
 
 /// Whole-request timeout of one storage request.
 const REQUEST_TIMEOUT_MS: i32 = 60_000;
@@ -327,10 +327,34 @@ impl LafsGrid {
     /// piece: `await up.write(bytes)` any number of times, then `await up.finish()` → the
     /// file's read cap. Throws at once for a cap without write access or a bad name.
     #[wasm_bindgen(js_name = startUpload)]
-    pub fn start_upload(&self, dir_cap: &str, name: &str) -> Result<LafsDirUpload, LafsError> {
+    pub fn start_upload(&self, dir_cap: &str, name: &str) -> Result<LafsUpload, LafsError> {
         let up = self.session.start_upload(dir_cap, name)?;
-        Ok(LafsDirUpload {
+        Ok(LafsUpload {
             inner: Rc::new(RefCell::new(Some(up))),
+        })
+    }
+
+    /// Starts uploading a file that is not linked into any directory: `await up.write(bytes)`
+    /// any number of times, then `await up.finish()` → its read cap. Encrypted, erasure-coded
+    /// and hashed in wasm in this tab; the shares go to the storage servers as segments fill.
+    #[wasm_bindgen(js_name = startFileUpload)]
+    pub fn start_file_upload(&self) -> LafsUpload {
+        LafsUpload {
+            inner: Rc::new(RefCell::new(Some(self.session.start_file_upload()))),
+        }
+    }
+
+    /// Opens a file cap (immutable readcap, literal cap, mutable write or read cap) for
+    /// reading from the storage servers; resolves to a `LafsFile` (`size`, `stream(start,
+    /// end)`), after the shares' trailers were checked against the cap.
+    #[wasm_bindgen(js_name = openFile)]
+    pub fn open_file(&self, cap: String) -> js_sys::Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let file = s.open_file(&cap).await.map_err(rejected)?;
+            Ok(JsValue::from(LafsFile {
+                inner: RefCell::new(file),
+            }))
         })
     }
 
@@ -348,22 +372,81 @@ impl LafsGrid {
     }
 }
 
-/// A file being added to a directory (`grid.startUpload(dirCap, name)`): each `write` encrypts,
-/// erasure-codes and sends what fills segments; `finish` links the file. One call at a time:
-/// a call made while another is pending rejects with code `invalid-use`.
+/// A file opened with `grid.openFile(cap)`: its `size`, and `stream(start, end)` for any byte
+/// range as a `ReadableStream` of verified, decrypted `Uint8Array` pieces.
 #[wasm_bindgen]
-pub struct LafsDirUpload {
+pub struct LafsFile {
+    inner: RefCell<GridFile>,
+}
+
+impl core::fmt::Debug for LafsFile {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LafsFile").finish_non_exhaustive()
+    }
+}
+
+/// A byte offset given by JavaScript: a non-negative integer below 2^53.
+fn offset_arg(x: f64, what: &str) -> Result<u64, LafsError> {
+    if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 9.0e15 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        return Ok(x as u64); // checked: a non-negative integer < 2^53
+    }
+    Err(LafsError::from(Error::Grid {
+        code: "bad-range",
+        what: format!("{what} {x} is not a byte offset"),
+    }))
+}
+
+#[wasm_bindgen]
+impl LafsFile {
+    /// The file's size in bytes.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> f64 {
+        self.inner.borrow().size() as f64
+    }
+
+    /// Bytes `[start, end)` (clamped to the file; `end` omitted: to the end) as a
+    /// `ReadableStream` of `Uint8Array` pieces, each checked against the cap and decrypted
+    /// before it is enqueued; a piece that fails errors the stream (a `LafsError`, code
+    /// `integrity` when no k good shares remain) and nothing of it is delivered. Pulled: a
+    /// reader that stops reading stops the fetching; streams are independent of each other.
+    pub fn stream(
+        &self,
+        start: Option<f64>,
+        end: Option<f64>,
+    ) -> Result<web_sys::ReadableStream, LafsError> {
+        use futures::StreamExt;
+        let start = offset_arg(start.unwrap_or(0.0), "start")?;
+        let end = match end {
+            Some(e) => offset_arg(e, "end")?,
+            None => u64::MAX,
+        };
+        let pieces = self.inner.borrow_mut().stream(start, end).map(|r| {
+            r.map(|b| JsValue::from(js_sys::Uint8Array::from(&b[..])))
+                .map_err(rejected)
+        });
+        Ok(wasm_streams::ReadableStream::from_stream(pieces).into_raw())
+    }
+}
+
+/// A file being uploaded (`grid.startFileUpload()`) or added to a directory
+/// (`grid.startUpload(dirCap, name)`): each `write` encrypts, erasure-codes and sends what fills
+/// segments; `finish` stores the rest (and links the file into the directory) and resolves to
+/// its read cap. One call at a time: a call made while another is pending rejects with code
+/// `invalid-use`.
+#[wasm_bindgen]
+pub struct LafsUpload {
     inner: Rc<RefCell<Option<DirUpload>>>,
 }
 
-impl core::fmt::Debug for LafsDirUpload {
+impl core::fmt::Debug for LafsUpload {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("LafsDirUpload").finish_non_exhaustive()
+        f.debug_struct("LafsUpload").finish_non_exhaustive()
     }
 }
 
 #[wasm_bindgen]
-impl LafsDirUpload {
+impl LafsUpload {
     /// Appends `data`; resolves when it is encoded and its full segments are acknowledged.
     pub fn write(&self, data: Vec<u8>) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
