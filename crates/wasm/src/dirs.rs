@@ -903,5 +903,16 @@ mod tests {
             block_on(s.read_file(rcap)).unwrap(),
             b"version one of a mutable file"
         );
+        // Opened as a file: read whole, then streamed by range like any other.
+        for c in [cap, rcap] {
+            let mut f = block_on(s.open_file(c)).unwrap();
+            assert_eq!(f.size(), 29);
+            assert_eq!(
+                collect(&mut f, 0, u64::MAX).unwrap(),
+                b"version one of a mutable file"
+            );
+            assert_eq!(collect(&mut f, 8, 11).unwrap(), b"one");
+            assert!(collect(&mut f, 40, 50).unwrap().is_empty());
+        }
     }
 }
