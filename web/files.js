@@ -16,7 +16,7 @@
 // and the service worker only ever sees random tokens and plaintext.
 
 import { openDirect } from './direct.js';
-import { apiUrl, shareLink } from './gateway.js';
+import { apiUrl, gatewayOrigin, shareLink } from './gateway.js';
 import { blockDigests } from './digests.js';
 
 const MiB = 1024 * 1024;
@@ -1176,7 +1176,38 @@ export async function uploadThroughGateway(file, { onProgress = () => {}, onStat
   }
 }
 
-/** The upload box: uploads `file` through the gateway and shows its share link. */
+/**
+ * Encrypts, erasure-codes and hashes `file` in this tab (wasm, `LafsGrid.startFileUpload`) and
+ * writes its shares straight to the storage servers the gateway lists: the gateway carries no
+ * file data. Read in UPLOAD_CHUNK pieces, so memory does not grow with the file. Resolves to
+ * `{ readCap, totalMs }`.
+ */
+export async function uploadToStorageServers(file, { onProgress = () => {} } = {}) {
+  const t0 = performance.now();
+  const grid = await wasm().LafsGrid.connect(gatewayOrigin);
+  const up = grid.startFileUpload();
+  try {
+    for (let off = 0; off < file.size; off += UPLOAD_CHUNK) {
+      const piece = new Uint8Array(await file.slice(off, off + UPLOAD_CHUNK).arrayBuffer());
+      await up.write(piece);
+      onProgress(off + piece.length);
+    }
+    const readCap = await up.finish();
+    return { readCap, totalMs: performance.now() - t0 };
+  } catch (e) {
+    // A LafsError is not an Error: keep its message for the page.
+    throw e instanceof Error ? e : new Error(String(e?.message ?? e));
+  } finally {
+    up.free();
+    grid.free();
+  }
+}
+
+/**
+ * The upload box: uploads `file` and shows its share link. By default the ciphertext goes to the
+ * gateway's upload session; with `?direct=on` the tab encodes the file itself and writes the
+ * shares to the storage servers.
+ */
 async function upload(file) {
   const out = $('upload-result');
   const bar = $('upload-progress');
@@ -1188,12 +1219,18 @@ async function upload(file) {
     bar.max = Math.max(file.size, 1);
     bar.value = 0;
     status.textContent = `Encrypting and uploading ${file.name} (${formatSize(file.size)})…`;
-    const up = await uploadThroughGateway(file, {
-      onProgress: (n) => { bar.value = n; },
-      onStatus: () => { status.textContent = `Storing the last shares of ${file.name}…`; },
-    });
-    document.documentElement.dataset.crypto = up.crypto;
-    window.lafsTimings.upload = { bytes: file.size, encryptMs: up.encryptMs, uploadMs: up.uploadMs, totalMs: up.totalMs, chunks: up.chunks };
+    let up;
+    if (new URLSearchParams(location.search).get('direct') === 'on') {
+      up = await uploadToStorageServers(file, { onProgress: (n) => { bar.value = n; } });
+      window.lafsTimings.upload = { bytes: file.size, totalMs: up.totalMs, via: 'storage-servers' };
+    } else {
+      up = await uploadThroughGateway(file, {
+        onProgress: (n) => { bar.value = n; },
+        onStatus: () => { status.textContent = `Storing the last shares of ${file.name}…`; },
+      });
+      document.documentElement.dataset.crypto = up.crypto;
+      window.lafsTimings.upload = { bytes: file.size, encryptMs: up.encryptMs, uploadMs: up.uploadMs, totalMs: up.totalMs, chunks: up.chunks, via: 'gateway' };
+    }
     const link = shareLink(up.readCap);
     $('upload-link').value = link;
     $('upload-open').href = link;

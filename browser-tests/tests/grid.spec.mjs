@@ -238,6 +238,27 @@ test('a file uploaded from the tab comes back byte for byte through lafs get', a
   expect(sha(saved)).toBe(sha(original));
 });
 
+test('with ?direct=on the upload box encodes in the tab and the gateway carries no file data', async ({ page }) => {
+  test.setTimeout(120_000);
+  // More than one piece read from the file (8 MiB) and not a multiple of a segment.
+  const original = bytes((9 << 20) + 99, 43);
+  const requests = recordRequests(page);
+  const cap = await uploadFromTab(page, grid.url, original, '?direct=on');
+  expect(cap).toMatch(/^lafsr1/);
+  expect(sha(grid.get(cap))).toBe(sha(original));
+  expect(await page.evaluate(() => window.lafsTimings.upload.via)).toBe('storage-servers');
+  const paths = requests.map((r) => [r.method(), new URL(r.url()).pathname]);
+  expect(paths.filter(([, p]) => p.startsWith('/ciphertext') || p.startsWith('/uri'))).toEqual([]);
+  const writes = requests.filter((r) => r.method() !== 'GET' && r.method() !== 'OPTIONS' && r.url().includes('/storage/v1/'));
+  expect(writes.length).toBeGreaterThan(0);
+  for (const w of writes) expect(Object.keys(await w.allHeaders())).toContain('lafs-signature');
+  await expectNoSecret(requests, cap);
+  // A tiny file becomes a literal cap: no request at all to store it.
+  const tiny = await uploadFromTab(page, grid.url, Buffer.from('hi'), '?direct=on');
+  expect(tiny).toMatch(/^lafsl1/);
+  expect(grid.get(tiny).toString()).toBe('hi');
+});
+
 test('a copy of the app on another host reads and uploads through the ?gateway= of its links', async ({ page }) => {
   test.setTimeout(120_000);
   // web/dist on the static server of the global setup: another origin than the gateway's.
