@@ -307,15 +307,7 @@ impl LafsGrid {
     ) -> js_sys::Promise {
         let s = self.session.clone();
         future_to_promise(async move {
-            // A JS number: a byte count is an integer below 2^53.
-            if !(size.is_finite() && size >= 0.0 && size.fract() == 0.0 && size < 9.0e15) {
-                return Err(rejected(Error::Grid {
-                    code: "bad-size",
-                    what: format!("{size} is not a file size"),
-                }));
-            }
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let size = size as u64; // checked just above: a non-negative integer < 2^53
+            let size = byte_count(size, "bad-size", "file size").map_err(JsValue::from)?;
             s.link_file(&dir_cap, &name, &file_cap, size)
                 .await
                 .map(JsValue::from)
@@ -385,15 +377,16 @@ impl core::fmt::Debug for LafsFile {
     }
 }
 
-/// A byte offset given by JavaScript: a non-negative integer below 2^53.
-fn offset_arg(x: f64, what: &str) -> Result<u64, LafsError> {
+/// A byte count or offset given by JavaScript (a number): a non-negative integer below 2^53,
+/// else an error with `code` naming `what`.
+fn byte_count(x: f64, code: &'static str, what: &str) -> Result<u64, LafsError> {
     if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 9.0e15 {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         return Ok(x as u64); // checked: a non-negative integer < 2^53
     }
     Err(LafsError::from(Error::Grid {
-        code: "bad-range",
-        what: format!("{what} {x} is not a byte offset"),
+        code,
+        what: format!("{x} is not a {what}"),
     }))
 }
 
@@ -416,9 +409,9 @@ impl LafsFile {
         end: Option<f64>,
     ) -> Result<web_sys::ReadableStream, LafsError> {
         use futures::StreamExt;
-        let start = offset_arg(start.unwrap_or(0.0), "start")?;
+        let start = byte_count(start.unwrap_or(0.0), "bad-range", "byte offset (start)")?;
         let end = match end {
-            Some(e) => offset_arg(e, "end")?,
+            Some(e) => byte_count(e, "bad-range", "byte offset (end)")?,
             None => u64::MAX,
         };
         let pieces = self.inner.borrow_mut().stream(start, end).map(|r| {
