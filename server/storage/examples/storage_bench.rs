@@ -1,7 +1,7 @@
 //! Storage server throughput over loopback, next to plain copies of the same bytes.
 //!
 //! ```text
-//! cargo run --release -p lafs-storage --example bench [-- <MiB>]
+//! cargo run --release -p lafs-storage --example storage_bench [-- <MiB>]
 //! ```
 //!
 //! Encodes one real share of `<MiB>` (default 256) with the codec (1-of-1, 1 MiB segments), then

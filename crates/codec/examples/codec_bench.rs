@@ -1,5 +1,5 @@
 //! Throughput of the encoder and decoder on 64 MiB (3-of-10, 1 MiB segments), next to raw
-//! SHA-256 on the same machine. Run: `cargo run --release -p lafs-codec --example bench`.
+//! SHA-256 on the same machine. Run: `cargo run --release -p lafs-codec --example codec_bench`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Benchmark tool: a panic is fine.
 
 use std::time::Instant;

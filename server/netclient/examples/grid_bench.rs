@@ -1,7 +1,7 @@
 //! Grid client benchmark on a local grid: an introducer and 10 storage servers (on disk) on
 //! 127.0.0.1 in a **child process**, the client in this one; 3-of-10, 1 MiB segments.
 //!
-//! `cargo run --release -p lafs-netclient --example bench -- [--size 1G] [--small 1000]`
+//! `cargo run --release -p lafs-netclient --example grid_bench -- [--size 1G] [--small 1000]`
 //!
 //! Prints upload and download throughput of one large file, the time to the first byte of a
 //! 1 MiB range in the middle and small-file uploads per second, next to single-core SHA-256
