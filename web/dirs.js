@@ -16,7 +16,8 @@
 // Never a directory cap, a file readcap or a key.
 
 import { apiUrl, gatewayError, gatewayOrigin, shareLink } from './gateway.js';
-import { uploadThroughGateway } from './files.js';
+import { uploadThroughGateway } from './upload.js';
+import { formatSize } from './format.js';
 
 const $ = (id) => document.getElementById(id);
 const MiB = 1024 * 1024;
@@ -44,14 +45,6 @@ let token = 0; // increments per routed fragment: a newer one cancels an older l
 let shown = null; // { root, path, cap, listing } of the folder on screen
 let lastFragment = null;
 let backTo = null; // { fragment, fileCap, label }: a file opened from a folder
-
-function formatSize(n) {
-  if (n == null) return '';
-  if (n < 1024) return `${n} B`;
-  if (n < MiB) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 * MiB) return `${(n / MiB).toFixed(1)} MiB`;
-  return `${(n / 1024 / MiB).toFixed(2)} GiB`;
-}
 
 function message(e) {
   const m = String(e?.message ?? e);
