@@ -9,21 +9,10 @@
 // (storage index, share number and byte range: nothing secret), so that share bytes never pass
 // through the page.
 import { blockDigests } from './digests.js';
+import { aesCtr } from './webcrypto.js';
 
 /** Scratch buffer of blockDigests, kept between batches. */
 const scratch = {};
-
-/** 16-byte big-endian counter block of file offset `offset` (a multiple of 16). */
-function counterAt(offset) {
-  const c = new Uint8Array(16);
-  let n = BigInt(offset) / 16n;
-  for (let i = 15; i >= 0 && n > 0n; i--) {
-    c[i] = Number(n & 0xffn);
-    n >>= 8n;
-  }
-  return c;
-}
-
 
 /**
  * Hashes each block of segments `a..b` read from the k data shares (`shares[i]`: the blocks of
@@ -167,9 +156,8 @@ self.onmessage = async (e) => {
       // The joined ciphertext goes back.
       self.postMessage({ id, ...r, out }, [r.blockDigests.buffer, out.buffer]);
     } else if (op === 'decrypt') {
-      const alg = { name: 'AES-CTR', counter: counterAt(e.data.offset), length: 128 };
       // `bytes` may be a view into a larger buffer (a joined batch after its hash prefix).
-      const plain = await crypto.subtle.encrypt(alg, e.data.key, bytes);
+      const plain = (await aesCtr(e.data.key, e.data.offset, bytes)).buffer;
       self.postMessage({ id, plain, bytes }, [plain, bytes.buffer]);
     } else {
       throw new Error(`unknown operation ${op}`);

@@ -1,5 +1,6 @@
 // WebCrypto for the page: AES-128-CTR with lafs' counter layout, and the check that decides
-// whether the page uses WebCrypto at all. Imported by files.js (reading) and upload.js.
+// whether the page uses WebCrypto at all. Imported by files.js, upload.js and crypto-worker.js
+// (aesCtr only: the rest needs the page).
 
 import { blockDigests } from './digests.js';
 
