@@ -50,6 +50,29 @@
 //! }
 //! ```
 //!
+//! # Reading and writing files from another page or an extension
+//!
+//! `LafsGrid` needs only a gateway's public server list; everything else goes to the storage
+//! servers, and the cap stays in the tab. A file as a stream (here into a `Response`, e.g. to
+//! save it or to answer a fetch from a service worker), and an upload:
+//!
+//! ```js
+//! import init, { LafsGrid } from './lafs_wasm.js';
+//! await init();
+//! const grid = await LafsGrid.connect('http://127.0.0.1:3456');
+//! const file = await grid.openFile(readCap);        // trailers checked against the cap
+//! const whole = new Response(file.stream());         // verified, decrypted, pulled as read
+//! const middle = file.stream(1_000_000, 2_000_000);  // any byte range, its own download
+//! try {
+//!   for await (const piece of middle) console.log(piece.length);
+//! } catch (e) {
+//!   console.log(e.code);                             // "integrity": nothing of it delivered
+//! }
+//! const up = grid.startFileUpload();                 // encrypted and erasure-coded in the tab
+//! await up.write(new Uint8Array(await blob.arrayBuffer()));
+//! const newCap = await up.finish();                  // its read cap (lafsr1… or lafsl1…)
+//! ```
+//!
 //! # Rust
 //!
 //! ```
