@@ -224,6 +224,24 @@ test('by default a file uploaded into a folder is encoded by the gateway and lin
   expect(requests.some((r) => /\/storage\/v1\/(upload|immutable)\//.test(new URL(r.url()).pathname) && r.method() !== 'GET')).toBe(false);
 });
 
+test('a folder upload cut off by the gateway says so and leaves the folder as it was', async ({ page }) => {
+  test.setTimeout(120_000);
+  const dir = lafs('mkdir').toString().trim();
+  await openDir(page, dir);
+  // After the first chunk (8 MiB), nothing of the upload session reaches the gateway any more.
+  await page.route(
+    (u) => u.pathname.startsWith('/ciphertext/uploads') && !u.search.includes('offset=0') && !u.search.includes('selection_index'),
+    (route) => route.abort('connectionrefused'),
+  );
+  const big = Buffer.alloc((8 << 20) + 1000, 7);
+  await page.locator('#dir-upload-input').setInputFiles({ name: 'cut.bin', mimeType: 'application/octet-stream', buffer: big });
+  await expect(page.locator('html')).toHaveAttribute('data-dir-op', 'error', { timeout: 60_000 });
+  await expect(page.locator('#dir-op-status')).toHaveText(/^Upload failed: The gateway stopped answering after 8\.0 MiB had been sent/);
+  await expect(page.locator('#dir-progress')).toBeHidden();
+  expect(lafs('ls', dir).toString().trim()).toBe('');
+  await expect.poll(() => names(page)).toEqual([]);
+});
+
 test('a read-only dircap shows the listing and no write controls', async ({ page }) => {
   await openApp(page, grid.url);
   const d = await derive(page, root);
