@@ -113,16 +113,21 @@ pub(crate) fn check(args: &CheckArgs) -> Result<ExitCode> {
                 "storage index {}",
                 lafs_proto::ids::storage_index_to_text(&si)
             );
-            println!(
-                "{}-of-{} encoding, {} bytes; {} of {} shares good, happiness {} (needs {})",
-                report.k,
-                report.n,
-                report.file_size.unwrap_or(0),
-                report.good_shares,
-                report.n,
-                report.happiness,
-                report.happy
-            );
+            if report.k == 0 {
+                // No share found: the encoding and size are in the shares' UEB, so unknown.
+                println!("no share of this file was found: nothing to read or repair from");
+            } else {
+                println!(
+                    "{}-of-{} encoding, {} bytes; {} of {} shares good, happiness {} (needs {})",
+                    report.k,
+                    report.n,
+                    report.file_size.unwrap_or(0),
+                    report.good_shares,
+                    report.n,
+                    report.happiness,
+                    report.happy
+                );
+            }
             println!(
                 "{} of {} servers answered{}",
                 report.servers_reachable,

@@ -162,6 +162,16 @@ fn put_get_check_on_a_local_grid() {
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("NOT HEALTHY"));
 
+    // A file that is on no server: not recoverable, and the report says that no share was found.
+    let missing =
+        "lafsr1qqqsyqcyq5rqwzqfpg9scrgwpugpzysnzs23v9ccrydpk8qarc0jqgfzyvjz2f389q5j52ev95hz7f6ss9h";
+    let o = lafs(&["check", missing, "--node", node, "--happy", "4"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("NOT RECOVERABLE"), "{text}");
+    assert!(text.contains("no share of this file was found"), "{text}");
+    assert!(!text.contains("0-of-0"), "{text}");
+
     // Uploading now cannot be happy at 4; the error says why.
     let mut args = vec!["put", "-"];
     args.extend_from_slice(&grid);
