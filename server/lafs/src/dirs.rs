@@ -6,6 +6,7 @@
 //! else as a local path.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -49,6 +50,10 @@ pub(crate) struct MkdirArgs {
 pub(crate) struct LsArgs {
     /// Directory to list (`ALIAS:path` or a cap).
     pub target: String,
+    /// One line per entry: kind (dir, file, mutable file), size in bytes where the entry's
+    /// metadata or a literal cap tells it (else `-`), name.
+    #[arg(short = 'l', long)]
+    pub long: bool,
     #[command(flatten)]
     pub opts: DirGrid,
 }
@@ -244,14 +249,13 @@ fn snapshot<'a>(
                 .map_err(|n| anyhow!("{n:?} is not UTF-8"))?;
             let ty = e.file_type()?;
             let cap = if ty.is_dir() {
-                snapshot(c, &e.path()).await?
+                (snapshot(c, &e.path()).await?, b"{}".to_vec())
             } else if ty.is_file() {
-                let data = std::fs::read(e.path())?;
-                c.upload_bytes(&data, UploadOptions::default()).await?.cap
+                upload_file(c, &e.path()).await?
             } else {
                 continue; // symlinks and special files are skipped
             };
-            entries.push((name, cap, b"{}".to_vec()));
+            entries.push((name, cap.0, cap.1));
         }
         Ok(c.mkdir_immutable(&entries).await?)
     })
@@ -293,6 +297,24 @@ pub(crate) fn ls(a: &LsArgs) -> Result<()> {
                 .map(|e| (e.name.clone(), e.read_cap.to_string()))
                 .collect();
             println!("{}", serde_json::to_string(&v)?);
+        } else if a.long {
+            for e in entries {
+                let (kind, suffix) = if is_dir_cap(&e.read_cap) {
+                    ("dir", "/")
+                } else if matches!(e.read_cap, Cap::MutableWrite(_) | Cap::MutableRead(_)) {
+                    ("mutable", "")
+                } else {
+                    ("file", "")
+                };
+                let size = match &e.read_cap {
+                    Cap::Literal(l) => Some(l.data().len() as u64),
+                    _ => serde_json::from_slice::<serde_json::Value>(&e.metadata)
+                        .ok()
+                        .and_then(|m| m.get("size")?.as_u64()),
+                };
+                let size = size.map_or_else(|| "-".to_owned(), |n| n.to_string());
+                println!("{kind:<7} {size:>12}  {}{suffix}", e.name);
+            }
         } else {
             for e in entries {
                 let suffix = if is_dir_cap(&e.read_cap) { "/" } else { "" };
@@ -329,20 +351,62 @@ fn upload_tree<'a>(
                 upload_tree(c, &e.path(), &sub, &n, true).await?;
             }
         } else {
-            let data = std::fs::read(local)?;
-            let cap = c.upload_bytes(&data, UploadOptions::default()).await?.cap;
-            c.dir_set(dir, name, &cap, b"{}").await?;
+            let (cap, meta) = upload_file(c, local).await?;
+            c.dir_set(dir, name, &cap, &meta).await?;
         }
         Ok(())
     })
 }
 
-async fn read_file(c: &Client, cap: &Cap) -> Result<Vec<u8>> {
-    Ok(match cap {
+/// Uploads the local file `local` as an immutable file, read 1 MiB at a time (memory does not
+/// grow with the file); its cap and the directory-entry metadata `{"size": N}`.
+async fn upload_file(c: &Client, local: &Path) -> Result<(Cap, Vec<u8>)> {
+    let mut f =
+        std::fs::File::open(local).with_context(|| format!("opening {}", local.display()))?;
+    let mut up = c.upload(UploadOptions::default());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", local.display())),
+        };
+        up.write(&buf[..n]).await?;
+    }
+    let r = up.finish().await?;
+    Ok((r.cap, size_metadata(r.size)))
+}
+
+/// Directory-entry metadata of a file of `size` bytes (what the web app writes too).
+fn size_metadata(size: u64) -> Vec<u8> {
+    serde_json::json!({ "size": size }).to_string().into_bytes()
+}
+
+/// Writes the file of `cap` to `local`: an immutable or literal file piece by piece as it is
+/// verified and decrypted (memory does not grow with the file), a mutable file whole.
+async fn download_file(c: &Client, cap: &Cap, local: &Path) -> Result<()> {
+    let create = || {
+        std::fs::File::create(local)
+            .map(std::io::BufWriter::new)
+            .with_context(|| format!("creating {}", local.display()))
+    };
+    let written = |e: std::io::Error| anyhow!(e).context(format!("writing {}", local.display()));
+    let data = match cap {
         Cap::MutableWrite(w) => c.read_mutable(&w.read_cap()).await?.data,
         Cap::MutableRead(r) => c.read_mutable(r).await?.data,
-        other => c.open(other).await?.read_all().await?,
-    })
+        other => {
+            let mut d = c.open(other).await?;
+            let mut out = create()?;
+            while let Some(piece) = d.next_chunk().await {
+                out.write_all(&piece?).map_err(written)?;
+            }
+            return out.flush().map_err(written);
+        }
+    };
+    let mut out = create()?;
+    out.write_all(&data).map_err(written)?;
+    out.flush().map_err(written)
 }
 
 fn download_tree<'a>(
@@ -364,8 +428,7 @@ fn download_tree<'a>(
                 download_tree(c, &e.read_cap, &local.join(&e.name), true).await?;
             }
         } else {
-            let data = read_file(c, cap).await?;
-            std::fs::write(local, data).with_context(|| format!("writing {}", local.display()))?;
+            download_file(c, cap, local).await?;
         }
         Ok(())
     })

@@ -218,6 +218,30 @@ fn directories_aliases_and_copies_on_a_local_grid() {
     run(&["cp", "-r", "home:tree", back.to_str().unwrap()]);
     assert_eq!(std::fs::read(back.join("sub/b.bin")).unwrap(), data(70_000));
     assert_eq!(std::fs::read(back.join("a.txt")).unwrap(), data(5000));
+    // Long listing: kind, the size the copy recorded, name.
+    assert_eq!(
+        run(&["ls", "-l", "home:tree"]),
+        "file            5000  a.txt\ndir                -  sub/\n"
+    );
+    // A file of several segments, streamed both ways; a literal-sized one too.
+    let big = tmp.path().join("big.bin");
+    std::fs::write(&big, data(2_500_000)).unwrap();
+    run(&["cp", big.to_str().unwrap(), "home:tree/sub/big.bin"]);
+    std::fs::write(tmp.path().join("tiny"), b"hi").unwrap();
+    run(&[
+        "cp",
+        tmp.path().join("tiny").to_str().unwrap(),
+        "home:tree/sub/tiny",
+    ]);
+    assert_eq!(
+        run(&["ls", "--long", "home:tree/sub"]),
+        "file           70000  b.bin\nfile         2500000  big.bin\nfile               2  tiny\n"
+    );
+    let big_back = tmp.path().join("big.back");
+    run(&["cp", "home:tree/sub/big.bin", big_back.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&big_back).unwrap(), data(2_500_000));
+    run(&["rm", "home:tree/sub/big.bin"]);
+    run(&["rm", "home:tree/sub/tiny"]);
 
     // mv, ln, rm; paths through the root cap itself.
     run(&["mv", "home:tree/a.txt", "home:tree/c.txt"]);
