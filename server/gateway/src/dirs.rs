@@ -15,18 +15,22 @@
 //! | `PUT /uri/$MUTABLECAP[?offset=N]` | overwrite (or write at N, N = size appends) |
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use futures_util::TryStreamExt;
 use lafs_caps::{Cap, DirWriteCap};
-use lafs_client::{is_dir_cap, Client, UploadOptions};
+use lafs_client::{is_dir_cap, Client};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::uri::{parse_cap, QueryMap};
+use crate::uri::{body_stream, parse_cap, upload_plaintext, QueryMap};
 use crate::AppState;
+use crate::ByteStream;
 
 /// Largest body accepted by a `PUT` into a directory or to a mutable file (held in memory).
 const MAX_PUT_BODY: usize = 64 << 20;
@@ -244,14 +248,20 @@ pub(crate) async fn put_path(
     let root = parse_cap(&cap)?;
     let (parent, name) = split_parent(&path)?;
     let dir = writable_dir(&c, &root, &parent).await?;
+    let mut size = None;
     let child: Cap = match q.get("t").map(String::as_str) {
         Some("mkdir") => c.mkdir().await.map_err(client_error)?.into(),
         None | Some("") => {
-            let data = body_bytes(body).await?;
-            c.upload_bytes(&data, UploadOptions::default())
-                .await
-                .map_err(client_error)?
-                .cap
+            // Streamed into the uploader as it arrives (any size, memory bounded), counted for
+            // the entry's `{"size": N}` metadata (what the web app and `lafs cp` record).
+            let counted = Arc::new(AtomicU64::new(0));
+            let n = Arc::clone(&counted);
+            let body: ByteStream = Box::pin(body_stream(body).inspect_ok(move |b| {
+                n.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }));
+            let cap = upload_plaintext(&state, state.config().default_params, body).await?;
+            size = Some(counted.load(Ordering::Relaxed));
+            cap
         }
         Some(other) => {
             return Err(ApiError::bad_request(format!(
@@ -259,7 +269,11 @@ pub(crate) async fn put_path(
             )))
         }
     };
-    c.dir_set(&dir, &name, &child, b"{}")
+    let meta = match size {
+        Some(n) => json!({ "size": n }).to_string().into_bytes(),
+        None => b"{}".to_vec(),
+    };
+    c.dir_set(&dir, &name, &child, &meta)
         .await
         .map_err(client_error)?;
     Ok(text(StatusCode::CREATED, child.to_string()))

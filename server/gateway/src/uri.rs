@@ -435,7 +435,7 @@ const LITERAL_MAX: usize = LiteralCap::MAX_LEN;
 
 /// Uploads `body`: if it ends within [`LITERAL_MAX`] bytes it becomes a literal cap (no grid);
 /// otherwise it streams to the grid under a fresh random key. Returns the cap text.
-async fn upload_plaintext(
+pub(crate) async fn upload_plaintext(
     state: &AppState,
     params: Params,
     mut body: ByteStream,

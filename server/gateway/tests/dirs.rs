@@ -46,6 +46,35 @@ async fn directory_api_round_trip() {
     assert_eq!(st, StatusCode::CREATED, "{}", s(&file));
     let file = s(&file);
 
+    // The entry records the size; a body of several segments streams through the same way,
+    // and a tiny one becomes a literal cap.
+    let (_, j) = call(&r, "GET", &format!("/uri/{dir}/docs?t=json"), b"").await;
+    let v: serde_json::Value = serde_json::from_slice(&j).unwrap();
+    assert_eq!(
+        v[1]["children"]["a.txt"][1]["metadata"]["size"], 3000,
+        "{v}"
+    );
+    let big: Vec<u8> = (0..2_600_000u32).map(|i| (i % 253) as u8).collect();
+    let (st, big_cap) = call(&r, "PUT", &format!("/uri/{dir}/docs/big.bin"), &big).await;
+    assert_eq!(st, StatusCode::CREATED, "{}", s(&big_cap));
+    let (st, body) = call(&r, "GET", &format!("/uri/{}", s(&big_cap)), b"").await;
+    assert_eq!((st, body.len()), (StatusCode::OK, big.len()));
+    assert!(body == big);
+    let (st, tiny) = call(&r, "PUT", &format!("/uri/{dir}/docs/tiny"), b"hi").await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert!(s(&tiny).starts_with("lafsl1"), "{}", s(&tiny));
+    let (_, j) = call(&r, "GET", &format!("/uri/{dir}/docs?t=json"), b"").await;
+    let v: serde_json::Value = serde_json::from_slice(&j).unwrap();
+    assert_eq!(
+        v[1]["children"]["big.bin"][1]["metadata"]["size"],
+        2_600_000
+    );
+    assert_eq!(v[1]["children"]["tiny"][1]["metadata"]["size"], 2);
+    for name in ["big.bin", "tiny"] {
+        let (st, _) = call(&r, "DELETE", &format!("/uri/{dir}/docs/{name}"), b"").await;
+        assert_eq!(st, StatusCode::NO_CONTENT);
+    }
+
     // Path traversal: an immutable file redirects to its cap.
     let (st, _) = call(&r, "GET", &format!("/uri/{dir}/docs/a.txt"), b"").await;
     assert_eq!(st, StatusCode::SEE_OTHER);
