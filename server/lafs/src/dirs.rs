@@ -205,6 +205,17 @@ fn split(path: &str) -> Result<(String, String)> {
     Ok((dirs.join("/"), (*name).to_owned()))
 }
 
+/// The object at `path` under `root` (as [`Client::resolve`]) and its directory entry's
+/// metadata (`{}` for the root itself), so that a new link keeps what the entry recorded.
+async fn resolve_entry(c: &Client, root: &Cap, path: &str) -> Result<(Cap, Vec<u8>)> {
+    let Ok((parent, name)) = split(path) else {
+        return Ok((root.clone(), b"{}".to_vec()));
+    };
+    let dir = c.resolve(root, &parent).await?;
+    let entry = c.open_dir(&dir).await?.dir.get(&name)?;
+    Ok((entry.write_cap.unwrap_or(entry.read_cap), entry.metadata))
+}
+
 async fn writable(c: &Client, root: &Cap, path: &str) -> Result<DirWriteCap> {
     match c.resolve(root, path).await? {
         Cap::DirWrite(w) => Ok(w),
@@ -466,10 +477,10 @@ pub(crate) fn cp(a: &CpArgs) -> Result<()> {
                 download_tree(&c, &cap, &local, a.recursive).await
             }
             (Some((froot, fpath)), Some((troot, tpath))) => {
-                let cap = c.resolve(&froot, &fpath).await?;
+                let (cap, meta) = resolve_entry(&c, &froot, &fpath).await?;
                 let (parent, name) = split(&tpath)?;
                 let dir = writable(&c, &troot, &parent).await?;
-                c.dir_set(&dir, &name, &cap, b"{}").await?;
+                c.dir_set(&dir, &name, &cap, &meta).await?;
                 Ok(())
             }
             (None, None) => bail!("one of the two paths must be on the grid (ALIAS:path)"),
@@ -482,10 +493,10 @@ pub(crate) fn ln(a: &TwoPaths) -> Result<()> {
         let c = client(&a.opts).await?;
         let (froot, fpath) = require_grid(&a.from, &a.opts.grid)?;
         let (troot, tpath) = require_grid(&a.to, &a.opts.grid)?;
-        let cap = c.resolve(&froot, &fpath).await?;
+        let (cap, meta) = resolve_entry(&c, &froot, &fpath).await?;
         let (parent, name) = split(&tpath)?;
         let dir = writable(&c, &troot, &parent).await?;
-        c.dir_set(&dir, &name, &cap, b"{}").await?;
+        c.dir_set(&dir, &name, &cap, &meta).await?;
         Ok(())
     })
 }

@@ -240,8 +240,16 @@ fn directories_aliases_and_copies_on_a_local_grid() {
     let big_back = tmp.path().join("big.back");
     run(&["cp", "home:tree/sub/big.bin", big_back.to_str().unwrap()]);
     assert_eq!(std::fs::read(&big_back).unwrap(), data(2_500_000));
-    run(&["rm", "home:tree/sub/big.bin"]);
-    run(&["rm", "home:tree/sub/tiny"]);
+    // A link (ln, or cp within the grid) keeps the entry's recorded size.
+    run(&["ln", "home:tree/sub/big.bin", "home:tree/sub/big2.bin"]);
+    run(&["cp", "home:tree/sub/tiny", "home:tree/sub/tiny2"]);
+    assert_eq!(
+        run(&["ls", "-l", "home:tree/sub"]),
+        "file           70000  b.bin\nfile         2500000  big.bin\nfile         2500000  big2.bin\nfile               2  tiny\nfile               2  tiny2\n"
+    );
+    for name in ["big.bin", "big2.bin", "tiny", "tiny2"] {
+        run(&["rm", &format!("home:tree/sub/{name}")]);
+    }
 
     // mv, ln, rm; paths through the root cap itself.
     run(&["mv", "home:tree/a.txt", "home:tree/c.txt"]);
