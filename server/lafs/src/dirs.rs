@@ -8,14 +8,16 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
+use indicatif::{MultiProgress, ProgressBar};
 use lafs_caps::{Cap, DirWriteCap};
-use lafs_client::{is_dir_cap, Client, ClientConfig, UploadOptions};
+use lafs_client::{is_dir_cap, Client, ClientConfig, UploadOptions, UploadProgress};
 use lafs_codec::Params;
 
-use crate::node_client::{connect, default_node_dir, GridArgs};
+use crate::node_client::{bars, byte_bar, connect, default_node_dir, GridArgs};
 
 /// Options of the directory commands.
 #[derive(Debug, Args)]
@@ -246,6 +248,7 @@ async fn client(o: &DirGrid) -> Result<Client> {
 fn snapshot<'a>(
     c: &'a Client,
     dir: &'a Path,
+    m: &'a MultiProgress,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Cap>> + Send + 'a>> {
     Box::pin(async move {
         let mut entries = Vec::new();
@@ -260,9 +263,9 @@ fn snapshot<'a>(
                 .map_err(|n| anyhow!("{n:?} is not UTF-8"))?;
             let ty = e.file_type()?;
             let cap = if ty.is_dir() {
-                (snapshot(c, &e.path()).await?, b"{}".to_vec())
+                (snapshot(c, &e.path(), m).await?, b"{}".to_vec())
             } else if ty.is_file() {
-                upload_file(c, &e.path()).await?
+                upload_file(c, &e.path(), m).await?
             } else {
                 continue; // symlinks and special files are skipped
             };
@@ -276,7 +279,7 @@ pub(crate) fn mkdir(a: &MkdirArgs) -> Result<()> {
     runtime()?.block_on(async {
         let c = client(&a.opts).await?;
         let cap: Cap = match &a.immutable {
-            Some(local) => snapshot(&c, local).await?,
+            Some(local) => snapshot(&c, local, &bars(&a.opts.grid)).await?,
             None => c.mkdir().await?.into(),
         };
         if let Some(t) = &a.target {
@@ -342,6 +345,7 @@ fn upload_tree<'a>(
     dir: &'a DirWriteCap,
     name: &'a str,
     recursive: bool,
+    m: &'a MultiProgress,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
     Box::pin(async move {
         let meta =
@@ -359,10 +363,10 @@ fn upload_tree<'a>(
                     .file_name()
                     .into_string()
                     .map_err(|n| anyhow!("{n:?} is not UTF-8"))?;
-                upload_tree(c, &e.path(), &sub, &n, true).await?;
+                upload_tree(c, &e.path(), &sub, &n, true, m).await?;
             }
         } else {
-            let (cap, meta) = upload_file(c, local).await?;
+            let (cap, meta) = upload_file(c, local, m).await?;
             c.dir_set(dir, name, &cap, &meta).await?;
         }
         Ok(())
@@ -371,10 +375,15 @@ fn upload_tree<'a>(
 
 /// Uploads the local file `local` as an immutable file, read 1 MiB at a time (memory does not
 /// grow with the file); its cap and the directory-entry metadata `{"size": N}`.
-async fn upload_file(c: &Client, local: &Path) -> Result<(Cap, Vec<u8>)> {
+async fn upload_file(c: &Client, local: &Path, m: &MultiProgress) -> Result<(Cap, Vec<u8>)> {
     let mut f =
         std::fs::File::open(local).with_context(|| format!("opening {}", local.display()))?;
-    let mut up = c.upload(UploadOptions::default());
+    let size = f.metadata().ok().map(|md| md.len());
+    let bar = Arc::new(StoredBar(byte_bar(m, size, &bar_label(local))));
+    let mut up = c.upload(UploadOptions {
+        progress: Some(bar.clone()),
+        ..UploadOptions::default()
+    });
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = match f.read(&mut buf) {
@@ -386,7 +395,30 @@ async fn upload_file(c: &Client, local: &Path) -> Result<(Cap, Vec<u8>)> {
         up.write(&buf[..n]).await?;
     }
     let r = up.finish().await?;
+    bar.0.finish_and_clear();
     Ok((r.cap, size_metadata(r.size)))
+}
+
+/// A file's upload progress: bytes the storage servers have acknowledged.
+struct StoredBar(ProgressBar);
+
+impl UploadProgress for StoredBar {
+    fn progress(&self, _encoded: u64, acknowledged: u64) {
+        self.0.set_position(acknowledged);
+    }
+}
+
+/// A progress bar's label: the file's name, at most 9 characters (the bars' prefix width).
+fn bar_label(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    if name.chars().count() <= 9 {
+        name
+    } else {
+        let head: String = name.chars().take(8).collect();
+        format!("{head}…")
+    }
 }
 
 /// Directory-entry metadata of a file of `size` bytes (what the web app writes too).
@@ -396,7 +428,7 @@ fn size_metadata(size: u64) -> Vec<u8> {
 
 /// Writes the file of `cap` to `local`: an immutable or literal file piece by piece as it is
 /// verified and decrypted (memory does not grow with the file), a mutable file whole.
-async fn download_file(c: &Client, cap: &Cap, local: &Path) -> Result<()> {
+async fn download_file(c: &Client, cap: &Cap, local: &Path, m: &MultiProgress) -> Result<()> {
     let create = || {
         std::fs::File::create(local)
             .map(std::io::BufWriter::new)
@@ -409,9 +441,13 @@ async fn download_file(c: &Client, cap: &Cap, local: &Path) -> Result<()> {
         other => {
             let mut d = c.open(other).await?;
             let mut out = create()?;
+            let bar = byte_bar(m, Some(d.size()), &bar_label(local));
             while let Some(piece) = d.next_chunk().await {
-                out.write_all(&piece?).map_err(written)?;
+                let piece = piece?;
+                out.write_all(&piece).map_err(written)?;
+                bar.inc(piece.len() as u64);
             }
+            bar.finish_and_clear();
             return out.flush().map_err(written);
         }
     };
@@ -425,6 +461,7 @@ fn download_tree<'a>(
     cap: &'a Cap,
     local: &'a Path,
     recursive: bool,
+    m: &'a MultiProgress,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
     Box::pin(async move {
         if is_dir_cap(cap) {
@@ -436,10 +473,10 @@ fn download_tree<'a>(
                 if e.name.contains('/') || e.name == ".." || e.name == "." {
                     bail!("refusing entry name {:?}", e.name);
                 }
-                download_tree(c, &e.read_cap, &local.join(&e.name), true).await?;
+                download_tree(c, &e.read_cap, &local.join(&e.name), true, m).await?;
             }
         } else {
-            download_file(c, cap, local).await?;
+            download_file(c, cap, local, m).await?;
         }
         Ok(())
     })
@@ -465,7 +502,7 @@ pub(crate) fn cp(a: &CpArgs) -> Result<()> {
                         (writable(&c, &root, &parent).await?, name)
                     }
                 };
-                upload_tree(&c, &local, &dir, &name, a.recursive).await
+                upload_tree(&c, &local, &dir, &name, a.recursive, &bars(g)).await
             }
             (Some((root, path)), None) => {
                 let cap = c.resolve(&root, &path).await?;
@@ -474,7 +511,7 @@ pub(crate) fn cp(a: &CpArgs) -> Result<()> {
                     let (_, name) = split(&path)?;
                     local = local.join(name);
                 }
-                download_tree(&c, &cap, &local, a.recursive).await
+                download_tree(&c, &cap, &local, a.recursive, &bars(g)).await
             }
             (Some((froot, fpath)), Some((troot, tpath))) => {
                 let (cap, meta) = resolve_entry(&c, &froot, &fpath).await?;
