@@ -6,7 +6,7 @@
 //! else as a local path.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -384,16 +384,7 @@ async fn upload_file(c: &Client, local: &Path, m: &MultiProgress) -> Result<(Cap
         progress: Some(bar.clone()),
         ..UploadOptions::default()
     });
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", local.display())),
-        };
-        up.write(&buf[..n]).await?;
-    }
+    crate::put::feed(&mut up, &mut f, &local.display().to_string()).await?;
     let r = up.finish().await?;
     bar.0.finish_and_clear();
     Ok((r.cap, size_metadata(r.size)))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::ProgressBar;
-use lafs_client::{ClientConfig, UploadOptions, UploadProgress};
+use lafs_client::{ClientConfig, Upload, UploadOptions, UploadProgress};
 use lafs_codec::Params;
 
 use crate::node_client::{bars, byte_bar, connect, GridArgs};
@@ -42,6 +42,21 @@ impl UploadProgress for Bars {
     fn progress(&self, encoded: u64, acknowledged: u64) {
         self.encoded.set_position(encoded);
         self.stored.set_position(acknowledged);
+    }
+}
+
+/// Writes everything `input` yields into `up`, 1 MiB at a time (memory does not grow with the
+/// input); `what` names the input in errors.
+pub(crate) async fn feed(up: &mut Upload, input: &mut impl Read, what: &str) -> Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {what}")),
+        };
+        up.write(&buf[..n]).await?;
     }
 }
 
@@ -80,16 +95,7 @@ pub(crate) fn put(args: &PutArgs) -> Result<()> {
             progress: Some(progress.clone()),
             ..UploadOptions::default()
         });
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).context("reading the input"),
-            };
-            up.write(&buf[..n]).await?;
-        }
+        feed(&mut up, &mut input, "the input").await?;
         let r = up.finish().await?;
         progress.encoded.finish_and_clear();
         progress.stored.finish_and_clear();
