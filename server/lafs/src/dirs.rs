@@ -219,7 +219,10 @@ async fn resolve_entry(c: &Client, root: &Cap, path: &str) -> Result<(Cap, Vec<u
 }
 
 async fn writable(c: &Client, root: &Cap, path: &str) -> Result<DirWriteCap> {
-    match c.resolve(root, path).await? {
+    let found = c.resolve(root, path).await.with_context(|| {
+        format!("the directory {path:?} could not be opened (lafs mkdir creates directories)")
+    })?;
+    match found {
         Cap::DirWrite(w) => Ok(w),
         other if is_dir_cap(&other) => {
             bail!("{path:?}: read-only directory (a write cap is needed)")

@@ -240,6 +240,24 @@ fn directories_aliases_and_copies_on_a_local_grid() {
     let big_back = tmp.path().join("big.back");
     run(&["cp", "home:tree/sub/big.bin", big_back.to_str().unwrap()]);
     assert_eq!(std::fs::read(&big_back).unwrap(), data(2_500_000));
+    // Into a directory that does not exist: the error says which, and how to make one.
+    let o = lafs(
+        &[
+            "cp",
+            big.to_str().unwrap(),
+            "home:nowhere/big.bin",
+            "--node",
+            node,
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the directory \"nowhere\" could not be opened"),
+        "{err}"
+    );
+    assert!(err.contains("lafs mkdir"), "{err}");
     // A link (ln, or cp within the grid) keeps the entry's recorded size.
     run(&["ln", "home:tree/sub/big.bin", "home:tree/sub/big2.bin"]);
     run(&["cp", "home:tree/sub/tiny", "home:tree/sub/tiny2"]);
