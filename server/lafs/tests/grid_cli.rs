@@ -248,6 +248,8 @@ fn directories_aliases_and_copies_on_a_local_grid() {
             "home:nowhere/big.bin",
             "--node",
             node,
+            "--happy",
+            "4",
         ],
         None,
     );
