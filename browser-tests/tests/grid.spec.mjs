@@ -150,7 +150,7 @@ test('the wasm API streams byte ranges from the storage servers and uploads with
     const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('');
     const g = await window.wasmBindings.LafsGrid.connect(location.origin);
     const f = await g.openFile(cap);
-    const out = { size: f.size, ranges: [] };
+    const out = { size: f.size, crypto: f.crypto, ranges: [] };
     for (const [start, end] of ranges) {
       const reader = f.stream(start, end ?? undefined).getReader();
       const parts = [];
@@ -168,11 +168,14 @@ test('the wasm API streams byte ranges from the storage servers and uploads with
     // Offsets that are not byte offsets are refused.
     try { f.stream(-1); out.bad = 'accepted'; } catch (e) { out.bad = e.code; }
     return out;
-  }, { cap, ranges: [[0, null], [1_000_000, 2_500_000], [original.length - 10, original.length + 99], [5, 5]] });
+  }, { cap, ranges: [[0, null], [1_000_000, 2_500_000], [7, 1_100_003], [original.length - 10, original.length + 99], [5, 5]] });
   expect(got.size).toBe(original.length);
+  // Decrypted by WebCrypto (checked against lafs' AES-CTR when the file was opened).
+  expect(got.crypto).toBe('webcrypto');
   expect(got.ranges).toEqual([
     { len: original.length, sha: sha(original) },
     { len: 1_500_000, sha: sha(original.subarray(1_000_000, 2_500_000)) },
+    { len: 1_099_996, sha: sha(original.subarray(7, 1_100_003)) },
     { len: 10, sha: sha(original.subarray(original.length - 10)) },
     { len: 0, sha: sha(Buffer.alloc(0)) },
   ]);

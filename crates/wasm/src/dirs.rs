@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use futures::stream::{self, LocalBoxStream, StreamExt};
-use lafs_caps::{Cap, CapKind, DirWriteCap};
+use lafs_caps::{Cap, CapKind, DirWriteCap, ReadKey};
 use lafs_client::{is_dir_cap, Client, Download, OpenedDir, ServerId, Upload, UploadOptions};
 use lafs_dirnode::{Directory, Level};
 use lafs_proto::ids::base32_decode;
@@ -357,15 +357,26 @@ impl DirSession {
     pub async fn open_file(&self, cap_text: &str) -> Result<GridFile, Error> {
         let cap = parse(cap_text)?;
         match &cap {
-            Cap::ImmutableRead(_) | Cap::Literal(_) => {
-                let d = self.client.open(&cap).await.map_err(Error::from)?;
+            Cap::ImmutableRead(c) => {
+                // The ciphertext, verified against the verifycap (every hash the format has is
+                // over ciphertext), decrypted piece by piece by the reader of the stream.
+                let verify = Cap::ImmutableVerify(c.verify_cap());
+                let d = self.client.open(&verify).await.map_err(Error::from)?;
                 Ok(GridFile {
                     size: d.size(),
                     source: Source::Shares {
                         client: self.client.clone(),
-                        cap,
+                        verify,
+                        key: c.key().clone(),
                         opened: Some(Box::new(d)),
                     },
+                })
+            }
+            Cap::Literal(l) => {
+                let data = Bytes::copy_from_slice(l.data());
+                Ok(GridFile {
+                    size: data.len() as u64,
+                    source: Source::Whole(data),
                 })
             }
             Cap::MutableWrite(_) | Cap::MutableRead(_) => {
@@ -414,16 +425,23 @@ pub struct GridFile {
 }
 
 enum Source {
-    /// An immutable or literal file, read from the shares as the stream is polled.
+    /// An immutable file: its ciphertext read from the shares as a stream is polled.
     Shares {
         client: Client,
-        cap: Cap,
+        /// The file's verifycap (as a [`Cap`]): what the download is opened with.
+        verify: Cap,
+        /// The file's key, for decrypting the verified ciphertext.
+        key: ReadKey,
         /// The download opened by [`DirSession::open_file`], used by the first stream.
         opened: Option<Box<Download>>,
     },
-    /// A mutable file's contents, read whole.
+    /// A literal or mutable file's contents, read whole.
     Whole(Bytes),
 }
+
+/// Verified ciphertext of a byte range, piece by piece, with each piece's file offset
+/// ([`GridFile::ciphertext`]).
+pub type CiphertextPieces = LocalBoxStream<'static, Result<(u64, Bytes), Error>>;
 
 impl core::fmt::Debug for GridFile {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -440,35 +458,60 @@ impl GridFile {
     }
 
     /// Bytes `[start, end)` of the file (clamped to it), in order, as pieces of at most one
-    /// segment: every byte is checked against the cap before it is yielded, and a piece that
-    /// fails ends the stream with the error (code `integrity` when no k good shares remain).
-    /// Streams are independent: the first one uses the download opened with the file, each
-    /// later one opens its own (one round trip to the servers before its first byte). Memory
-    /// is that of one download (a few segments) per stream being read, whatever the range.
+    /// segment: every byte is checked against the cap before it is yielded (and decrypted
+    /// here, in Rust), and a piece that fails ends the stream with the error (code
+    /// `integrity` when no k good shares remain). Streams are independent: the first one uses
+    /// the download opened with the file, each later one opens its own (one round trip to the
+    /// servers before its first byte). Memory is that of one download (a few segments) per
+    /// stream being read, whatever the range.
     pub fn stream(
         &mut self,
         start: u64,
         end: u64,
     ) -> LocalBoxStream<'static, Result<Bytes, Error>> {
+        match self.ciphertext(start, end) {
+            Ok((pieces, key)) => pieces
+                .map(move |piece| {
+                    let (offset, ct) = piece?;
+                    let mut buf = ct.to_vec();
+                    lafs_codec::decrypt_at(&key, offset, &mut buf).map_err(Error::from)?;
+                    Ok(Bytes::from(buf))
+                })
+                .boxed_local(),
+            Err(plain) => plain,
+        }
+    }
+
+    /// For a file read from shares: its verified **ciphertext** of bytes `[start, end)`
+    /// (clamped), each piece with its file offset, and the key that decrypts it (AES-128-CTR,
+    /// `lafs_codec::decrypt_at`'s counter layout), for a caller that decrypts elsewhere (the
+    /// browser's WebCrypto). A literal or mutable file has no ciphertext here: `Err` holds its
+    /// plaintext stream instead. Otherwise as [`Self::stream`].
+    pub fn ciphertext(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<(CiphertextPieces, ReadKey), LocalBoxStream<'static, Result<Bytes, Error>>> {
         let end = end.min(self.size);
         let start = start.min(end);
         match &mut self.source {
             Source::Whole(data) => {
                 let piece = data.slice(start as usize..end as usize);
-                stream::iter((!piece.is_empty()).then_some(Ok(piece))).boxed_local()
+                Err(stream::iter((!piece.is_empty()).then_some(Ok(piece))).boxed_local())
             }
             Source::Shares {
                 client,
-                cap,
+                verify,
+                key,
                 opened,
             } => {
                 let first = opened.take();
                 let client = client.clone();
-                let cap = cap.clone();
-                stream::once(async move {
+                let verify = verify.clone();
+                let pieces = stream::once(async move {
                     let mut d = match first {
                         Some(d) => *d,
-                        None => client.open(&cap).await.map_err(Error::from)?,
+                        None => client.open(&verify).await.map_err(Error::from)?,
                     };
                     d.seek(start..end);
                     Ok::<_, Error>(d.into_stream().map(|r| r.map_err(Error::from)))
@@ -478,7 +521,16 @@ impl GridFile {
                     Err(e) => stream::iter([Err(e)]).boxed_local(),
                 })
                 .flatten()
-                .boxed_local()
+                .scan(start, |pos, piece| {
+                    let out = piece.map(|b| {
+                        let at = *pos;
+                        *pos += b.len() as u64;
+                        (at, b)
+                    });
+                    core::future::ready(Some(out))
+                })
+                .boxed_local();
+                Ok((pieces, key.clone()))
             }
         }
     }

@@ -346,6 +346,7 @@ impl LafsGrid {
             let file = s.open_file(&cap).await.map_err(rejected)?;
             Ok(JsValue::from(LafsFile {
                 inner: RefCell::new(file),
+                subtle: webcrypto::checked().await,
             }))
         })
     }
@@ -369,6 +370,8 @@ impl LafsGrid {
 #[wasm_bindgen]
 pub struct LafsFile {
     inner: RefCell<GridFile>,
+    /// WebCrypto, when the browser has it and it agrees with lafs' AES-CTR (else Rust).
+    subtle: Option<web_sys::SubtleCrypto>,
 }
 
 impl core::fmt::Debug for LafsFile {
@@ -414,11 +417,129 @@ impl LafsFile {
             Some(e) => byte_count(e, "bad-range", "byte offset (end)")?,
             None => u64::MAX,
         };
-        let pieces = self.inner.borrow_mut().stream(start, end).map(|r| {
+        let to_js = |r: Result<Bytes, Error>| {
             r.map(|b| JsValue::from(js_sys::Uint8Array::from(&b[..])))
                 .map_err(rejected)
-        });
+        };
+        let mut file = self.inner.borrow_mut();
+        let Some(subtle) = self.subtle.clone() else {
+            let pieces = file.stream(start, end).map(to_js);
+            return Ok(wasm_streams::ReadableStream::from_stream(pieces).into_raw());
+        };
+        let pieces = match file.ciphertext(start, end) {
+            // WebCrypto decrypts each verified piece (≈ 3.5× the Rust AES in wasm); the
+            // plaintext goes from WebCrypto's output straight into the stream.
+            Ok((ciphertext, key)) => {
+                let key = Rc::new(webcrypto::Key::new(key));
+                ciphertext
+                    .then(move |piece| {
+                        let (subtle, key) = (subtle.clone(), Rc::clone(&key));
+                        async move {
+                            let (offset, ct) = piece.map_err(rejected)?;
+                            key.decrypt(&subtle, offset, &ct).await.map(JsValue::from)
+                        }
+                    })
+                    .boxed_local()
+            }
+            Err(plain) => plain.map(to_js).boxed_local(),
+        };
         Ok(wasm_streams::ReadableStream::from_stream(pieces).into_raw())
+    }
+
+    /// What decrypts this file's streams: `"webcrypto"` (the browser's AES-CTR, checked
+    /// against lafs' own when the file was opened) or `"wasm"` (Rust).
+    #[wasm_bindgen(getter)]
+    pub fn crypto(&self) -> String {
+        if self.subtle.is_some() {
+            "webcrypto"
+        } else {
+            "wasm"
+        }
+        .to_owned()
+    }
+}
+
+/// AES-CTR through the browser's WebCrypto, with lafs' counter layout (the 16-byte big-endian
+/// block number of the file offset, as `lafs_codec::decrypt_at`).
+mod webcrypto {
+    use lafs_caps::ReadKey;
+    use wasm_bindgen::prelude::*;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_futures::JsFuture;
+
+    /// The global scope's `crypto.subtle` (window or worker), if any.
+    fn subtle() -> Option<web_sys::SubtleCrypto> {
+        let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).ok()?;
+        Some(crypto.dyn_into::<web_sys::Crypto>().ok()?.subtle())
+    }
+
+    /// WebCrypto if it is there and encrypts a test vector (an unaligned offset included)
+    /// exactly as `lafs_codec::encrypt_at` does; else `None` (the caller uses Rust).
+    pub(super) async fn checked() -> Option<web_sys::SubtleCrypto> {
+        let subtle = subtle()?;
+        let key = ReadKey::from_bytes([7; 16]);
+        let data: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(3)).collect();
+        let k = Key::new(key.clone());
+        for offset in [48u64, 37, (1 << 40) + 5] {
+            let mut want = data.clone();
+            lafs_codec::encrypt_at(&key, offset, &mut want).ok()?;
+            let got = k.decrypt(&subtle, offset, &data).await.ok()?;
+            if got.to_vec() != want {
+                return None;
+            }
+        }
+        Some(subtle)
+    }
+
+    /// A file key, imported into WebCrypto on first use.
+    pub(super) struct Key {
+        raw: ReadKey,
+        imported: std::cell::RefCell<Option<web_sys::CryptoKey>>,
+    }
+
+    impl Key {
+        pub(super) fn new(raw: ReadKey) -> Self {
+            Self {
+                raw,
+                imported: std::cell::RefCell::new(None),
+            }
+        }
+
+        async fn imported(
+            &self,
+            subtle: &web_sys::SubtleCrypto,
+        ) -> Result<web_sys::CryptoKey, JsValue> {
+            if let Some(k) = self.imported.borrow().as_ref() {
+                return Ok(k.clone());
+            }
+            let usages = js_sys::Array::of1(&"encrypt".into());
+            let raw = js_sys::Uint8Array::from(&self.raw.as_bytes()[..]);
+            let p = subtle.import_key_with_str("raw", &raw, "AES-CTR", false, &usages)?;
+            raw.fill(0, 0, 16);
+            let key: web_sys::CryptoKey = JsFuture::from(p).await?.dyn_into()?;
+            *self.imported.borrow_mut() = Some(key.clone());
+            Ok(key)
+        }
+
+        /// `data`, the bytes at file offset `offset`, XORed with the file's keystream.
+        pub(super) async fn decrypt(
+            &self,
+            subtle: &web_sys::SubtleCrypto,
+            offset: u64,
+            data: &[u8],
+        ) -> Result<js_sys::Uint8Array, JsValue> {
+            let key = self.imported(subtle).await?;
+            // WebCrypto starts at a block boundary: the piece goes after `pad` filler bytes.
+            let pad = (offset % 16) as usize;
+            let mut input = vec![0u8; pad + data.len()];
+            input[pad..].copy_from_slice(data);
+            let mut counter = u128::from(offset / 16).to_be_bytes();
+            let params = web_sys::AesCtrParams::new_with_u8_slice("AES-CTR", &mut counter, 128);
+            let p = subtle.encrypt_with_object_and_u8_array(&params, &key, &input)?;
+            let out = js_sys::Uint8Array::new(&JsFuture::from(p).await?);
+            let (from, to) = (pad as u32, (pad + data.len()) as u32);
+            Ok(out.subarray(from, to))
+        }
     }
 }
 
