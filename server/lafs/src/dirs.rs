@@ -436,13 +436,22 @@ async fn download_file(c: &Client, cap: &Cap, local: &Path, m: &MultiProgress) -
             let mut d = c.open(other).await?;
             let mut out = create()?;
             let bar = byte_bar(m, Some(d.size()), &bar_label(local));
-            while let Some(piece) = d.next_chunk().await {
-                let piece = piece?;
-                out.write_all(&piece).map_err(written)?;
-                bar.inc(piece.len() as u64);
+            let copied = async {
+                while let Some(piece) = d.next_chunk().await {
+                    let piece = piece?;
+                    out.write_all(&piece).map_err(written)?;
+                    bar.inc(piece.len() as u64);
+                }
+                out.flush().map_err(written)
             }
+            .await;
             bar.finish_and_clear();
-            return out.flush().map_err(written);
+            if copied.is_err() {
+                // No truncated file is left to be mistaken for the whole one.
+                drop(out);
+                let _ = std::fs::remove_file(local);
+            }
+            return copied;
         }
     };
     let mut out = create()?;

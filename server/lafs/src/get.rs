@@ -49,14 +49,24 @@ pub(crate) fn get(args: &GetArgs) -> Result<()> {
         let m = bars(&args.grid);
         let bar = byte_bar(&m, Some(dl.size()), "read");
         let mut n = 0u64;
-        while let Some(chunk) = dl.next_chunk().await {
-            let chunk = chunk?;
-            out.write_all(&chunk).context("writing the output")?;
-            n += chunk.len() as u64;
-            bar.set_position(n);
+        let copied = async {
+            while let Some(chunk) = dl.next_chunk().await {
+                let chunk = chunk?;
+                out.write_all(&chunk).context("writing the output")?;
+                n += chunk.len() as u64;
+                bar.set_position(n);
+            }
+            out.flush().context("writing the output")
         }
-        out.flush().context("writing the output")?;
+        .await;
         bar.finish_and_clear();
+        if let (Err(_), Some(path)) = (&copied, &args.output) {
+            // No truncated file is left to be mistaken for the whole one (every byte written
+            // was verified, but the file is not all there).
+            drop(out);
+            let _ = std::fs::remove_file(path);
+        }
+        copied?;
         if args.grid.json && args.output.is_some() {
             let v = serde_json::json!({ "size": n, "advisories": dl.advisories().len() });
             println!("{v}");

@@ -83,6 +83,20 @@ fn four_node_grid() -> (tempfile::TempDir, Vec<Node>) {
     (tmp, nodes)
 }
 
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
@@ -111,6 +125,53 @@ fn put_get_check_on_a_local_grid() {
     let o = lafs(&["get", &cap, "--node", node], None);
     assert!(o.status.success());
     assert_eq!(o.stdout, content);
+
+    // A file whose last segment is damaged in every share: get fails, and leaves no
+    // truncated output file behind (nor does cp).
+    let mut args = vec![
+        "put",
+        file.to_str().unwrap(),
+        "--segment-size",
+        "65536",
+        "--json",
+    ];
+    args.extend_from_slice(&grid);
+    let v: serde_json::Value = serde_json::from_str(&ok(&lafs(&args, None))).unwrap();
+    let damaged = v["cap"].as_str().unwrap().to_owned();
+    let o = lafs(
+        &["check", &damaged, "--node", node, "--happy", "4", "--json"],
+        None,
+    );
+    let si = serde_json::from_str::<serde_json::Value>(&ok(&o)).unwrap()["storage_index"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut flipped = 0;
+    for share in walk(tmp.path())
+        .into_iter()
+        .filter(|p| p.parent().and_then(|d| d.file_name()) == Some(std::ffi::OsStr::new(&si)))
+    {
+        // Header (20 bytes), then 32 KiB blocks (k = 2): a byte of segment 4's block.
+        let mut b = std::fs::read(&share).unwrap();
+        b[20 + 4 * 32_768 + 10] ^= 0xff;
+        std::fs::write(&share, b).unwrap();
+        flipped += 1;
+    }
+    assert_eq!(flipped, 4);
+    let broken = tmp.path().join("broken.bin");
+    let o = lafs(
+        &[
+            "get",
+            &damaged,
+            "--node",
+            node,
+            "-o",
+            broken.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(!broken.exists(), "a truncated file was left behind");
 
     // Standard input of unknown size, and JSON output.
     let piped = data(100_000);
