@@ -137,5 +137,5 @@ export async function uploadFromTab(page, base, data, query = '') {
   await page.locator('#upload-input').setInputFiles({ name: 'f.bin', mimeType: 'application/octet-stream', buffer: data });
   await expect(page.locator('html')).toHaveAttribute('data-upload-state', 'done', { timeout: 60_000 });
   const link = await page.locator('#upload-link').inputValue();
-  return link.slice(link.indexOf('#') + 1);
+  return link.slice(link.indexOf('#') + 1).split('&')[0];
 }

@@ -326,7 +326,8 @@ function row(e, level) {
       openMutable(e, li);
     });
   } else {
-    a.href = `#${e.cap}`;
+    // The name rides along in the fragment (never sent anywhere) so that Save keeps it.
+    a.href = `#${e.cap}${e.name != null ? `&name=${encodeURIComponent(e.name)}` : ''}`;
     a.addEventListener('click', () => {
       backTo = {
         fragment: fragmentFor(shown.root, shown.path),

@@ -61,6 +61,7 @@ const MEMORY_MAX = Number(new URLSearchParams(location.search).get('memory-max-m
 const $ = (id) => document.getElementById(id);
 
 let current = 0; // increments per opened link: a newer link cancels an older download
+let linkName = null; // the file name the link carries (`&name=`), if any
 let shownUrl = null;
 /** The file of the link shown now (an OpenFile), if it is a readcap's. */
 let currentFile = null;
@@ -309,11 +310,12 @@ function showFile({ parts = null, head = null, size, file = null, sw = null }) {
       text = new TextDecoder().decode(all);
     }
   }
-  const name = nameFor(type);
+  const name = linkName ?? nameFor(type);
   const streamed = Boolean(file && sw);
   if (file) {
     file.type = type ?? 'application/octet-stream';
     file.name = name;
+    file.urlName = nameFor(type);
   }
   const blobUrl = () => {
     shownUrl ??= URL.createObjectURL(new Blob(parts, { type: type ?? 'application/octet-stream' }));
@@ -355,7 +357,7 @@ function showFile({ parts = null, head = null, size, file = null, sw = null }) {
     a.download = name;
     a.removeAttribute('target');
   }
-  a.textContent = `Save the file (${formatSize(size)}${type ? ', ' + type : ''})`;
+  a.textContent = `Save ${linkName ?? 'the file'} (${formatSize(size)}${type ? ', ' + type : ''})`;
   a.hidden = false;
   $('file-progress').hidden = true;
   $('file-status').textContent = parts
@@ -415,6 +417,7 @@ class OpenFile {
     this.token = randomToken();
     this.type = 'application/octet-stream';
     this.name = 'lafs-file';
+    this.urlName = 'lafs-file';
     this.failed = null;
     this.pool = [];
     /**
@@ -428,7 +431,9 @@ class OpenFile {
 
   /** The service-worker URL of this file (`?download`: saved as an attachment). */
   url(download) {
-    const path = `lafs-stream/${this.token}/${encodeURIComponent(this.name)}`;
+    // A generic name in the URL (the link's own file name, if any, reaches the worker in a
+    // message and names the download from there): nothing of the file's name is in a URL.
+    const path = `lafs-stream/${this.token}/${encodeURIComponent(this.urlName)}`;
     return new URL(path + (download ? '?download' : ''), swScope()).href;
   }
 
@@ -740,10 +745,28 @@ function fileFailed(e, token) {
 }
 
 /** Opens the cap of the current URL fragment, if it names a file this page can read. */
+/**
+ * The `name` parameter of a share link's fragment (`#<cap>&name=<file name>`, added by uploads
+ * and folder listings so that a saved file keeps its name), made safe as a file name; or null.
+ */
+export function fileNameParam(fragment) {
+  const i = fragment.indexOf('&');
+  if (i < 0) return null;
+  let v;
+  try {
+    v = new URLSearchParams(fragment.slice(i + 1)).get('name');
+  } catch {
+    return null;
+  }
+  const clean = (v ?? '').replace(/[\x00-\x1f\x7f/\\]/g, '_').trim().slice(0, 200);
+  return clean && clean !== '.' && clean !== '..' ? clean : null;
+}
+
 async function openFragment() {
   const token = ++current;
   resetFile();
   const fragment = location.hash.replace(/^#/, '');
+  linkName = fileNameParam(fragment);
   // Directory caps are shown by dirs.js (it ignores file caps and hides its view).
   window.lafsDirs?.route(fragment);
   if (!fragment) return;

@@ -218,7 +218,7 @@ async function upload(file) {
       document.documentElement.dataset.crypto = up.crypto;
       window.lafsTimings.upload = { bytes: file.size, encryptMs: up.encryptMs, uploadMs: up.uploadMs, totalMs: up.totalMs, chunks: up.chunks, via: 'gateway' };
     }
-    const link = shareLink(up.readCap);
+    const link = shareLink(`${up.readCap}&name=${encodeURIComponent(file.name)}`);
     $('upload-link').value = link;
     $('upload-open').href = link;
     out.hidden = false;

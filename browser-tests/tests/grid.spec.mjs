@@ -279,7 +279,7 @@ test('a copy of the app on another host reads and uploads through the ?gateway= 
   const uploaded = await uploadFromTab(page, host, small, q);
   expect(sha(grid.get(uploaded))).toBe(sha(small));
   // The link it shows opens on the same copy and reads from the same gateway.
-  expect(await page.locator('#upload-link').inputValue()).toBe(`${host}/${q}#${uploaded}`);
+  expect(await page.locator('#upload-link').inputValue()).toBe(`${host}/${q}#${uploaded}&name=f.bin`);
   // Requests go to the static host (the app) and the gateway only, and carry no cap.
   await expectNoSecret(requests, [cap, uploaded], (u) => hosts.includes(u.origin));
   expect(requests.some((r) => new URL(r.url()).origin === hosts[1])).toBe(true);

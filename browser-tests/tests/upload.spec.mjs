@@ -6,11 +6,12 @@
 // (LAFS_UPLOAD_MIB sets the size of that check, default 128; 512 for the acceptance figure).
 import { test, expect } from '@playwright/test';
 import { createHash, randomBytes } from 'node:crypto';
-import { openSync, writeSync, closeSync, rmSync, createReadStream } from 'node:fs';
+import { openSync, writeSync, closeSync, rmSync, createReadStream, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startGrid, lafsBin } from '../grid.mjs';
 import { launchRaw, openTab } from '../raw-chromium.mjs';
+import { saveFile } from '../helpers.mjs';
 
 const MiB = 1 << 20;
 const CHUNK = 8 * MiB; // web/files.js UPLOAD_CHUNK
@@ -39,7 +40,7 @@ async function uploadBuffer(page, data, state = 'done') {
   await expect(page.locator('html')).toHaveAttribute('data-upload-state', state, { timeout: 120_000 });
   if (state !== 'done') return null;
   const link = await page.locator('#upload-link').inputValue();
-  return link.slice(link.indexOf('#') + 1);
+  return link.slice(link.indexOf('#') + 1).split('&')[0];
 }
 
 /** Records the progress bar's values as they change. */
@@ -88,8 +89,17 @@ test('a file uploaded from the tab in chunks: progress, a working link, the same
   // The link opens in the page and the copy button is there.
   await expect(page.locator('#upload-copy')).toBeVisible();
   const link = await page.locator('#upload-link').inputValue();
+  expect(link).toMatch(/#lafsr1[a-z0-9]+&name=f\.bin$/);
   await page.goto(link);
   await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 60_000 });
+  // The link carries the file's name (in the fragment only): Save keeps it, and no request
+  // (the save's own included) names the file.
+  await expect(page.locator('#file-download')).toContainText('Save f.bin');
+  const before = requests.length;
+  const download = await saveFile(page);
+  expect(download.suggestedFilename()).toBe('f.bin');
+  expect(sha(readFileSync(await download.path()))).toBe(sha(original));
+  for (const r of requests.slice(before)) expect(r.url()).not.toContain('f.bin');
 });
 
 test('an empty file and a one-byte file', async ({ page }) => {
@@ -222,7 +232,7 @@ test(`memory stays bounded while a ${MEM_MIB} MiB file is uploaded`, async () =>
       await sampler;
       expect(await tab.evaluate('document.documentElement.dataset.uploadState'), await tab.evaluate("document.getElementById('upload-status').textContent")).toBe('done');
       const link = await tab.evaluate("document.getElementById('upload-link').value");
-      return [secs, peaks, link.slice(link.indexOf('#') + 1)];
+      return [secs, peaks, link.slice(link.indexOf('#') + 1).split('&')[0]];
     };
     // Warm up (code compiled, WebCrypto ready) with a small upload.
     const small = join(grid.dir, 'upload-small.bin');
