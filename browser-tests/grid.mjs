@@ -35,7 +35,7 @@ export function lafsBin() {
 
 /**
  * Starts `lafs demo` and resolves once its gateway is listening:
- * `{ url, dir, put(bytes), get(cap), cli(command, ...args), shareFiles(), read(path),
+ * `{ url, introducer, dir, put(bytes), get(cap), cli(command, ...args), shareFiles(), read(path),
  * write(path, bytes), stop() }`.
  */
 export async function startGrid({ storageNodes = 10 } = {}) {
@@ -65,11 +65,14 @@ export async function startGrid({ storageNodes = 10 } = {}) {
       rej(new Error(`lafs demo exited with ${code}:\n${log}`));
     });
   });
+  // The introducer's address, as the demo prints it (ws://…/v1/introducer).
+  const introducer = log.match(/introducer\s+(ws:\/\/\S+)/)?.[1] ?? null;
   const client = join(dir, 'client');
   const run = (args, input) =>
     execFileSync(exe, args, { input, maxBuffer: 256 << 20, stdio: ['pipe', 'pipe', 'pipe'] });
   return {
     url,
+    introducer,
     dir,
     /** Uploads bytes with `lafs put --node` and returns the readcap (or literal cap). */
     put(bytes) {

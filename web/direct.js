@@ -72,21 +72,27 @@ export class DirectSource {
 }
 
 /**
- * Finds the data shares of the file of `verifyCap` on the storage servers the gateway lists and
- * checks their trailers. Resolves to a DirectSource, or throws (DirectError, or an integrity
- * error of a share) if the file cannot be read this way.
+ * Finds the data shares of the file of `verifyCap` on the storage servers of `serverList` (a
+ * promise of the JSON text of the gateway's `GET /grid/servers`, or of an introducer's verified
+ * list: gateway.js serverListText) and checks their trailers. Resolves to a DirectSource, or
+ * throws (DirectError, or an integrity error of a share) if the file cannot be read this way.
  */
-export async function openDirect(verifyCap, gatewayUrl) {
+export async function openDirect(verifyCap, serverList) {
   const w = window.wasmBindings;
   const reader = new w.DirectReader(verifyCap);
   let ok = false;
   try {
     const si = reader.storageIndex;
-    const list = await (await fetchOk(new URL('grid/servers', gatewayUrl).href, {}, SETUP_TIMEOUT_MS)).json();
+    let list;
+    try {
+      list = JSON.parse(await serverList);
+    } catch (e) {
+      throw new DirectError(`no list of storage servers (${e?.message ?? e})`);
+    }
     const servers = (list?.servers ?? [])
       .map((s) => String(s?.url ?? '').replace(/\/+$/, ''))
       .filter((u) => /^https?:\/\//.test(u));
-    if (servers.length === 0) throw new DirectError('the gateway lists no storage servers');
+    if (servers.length === 0) throw new DirectError('no storage servers are listed');
     // Who holds which share (servers that do not answer are skipped).
     const holders = new Map(); // share number -> [{ url, length }]
     await Promise.all(servers.map(async (base) => {

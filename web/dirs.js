@@ -14,8 +14,11 @@
 // and signed shares to the storage servers, for a file's size `GET /ciphertext/<verifycap>?t=ueb`
 // (public), and an upload's ciphertext and selection index to the gateway's upload session.
 // Never a directory cap, a file readcap or a key.
+//
+// A self-contained link (`#<dircap>&grid=<introducer>`) needs no gateway: the storage servers
+// come from the introducer (signatures checked in wasm) and uploads are encoded in the tab.
 
-import { apiUrl, gatewayError, gatewayOrigin, shareLink } from './gateway.js';
+import { apiUrl, currentGrid, gatewayError, gridClient, shareLink, withGrid } from './gateway.js';
 import { uploadThroughGateway } from './upload.js';
 import { formatSize } from './format.js';
 
@@ -29,11 +32,19 @@ function wasm() {
 }
 
 let gridPromise = null;
-/** The tab's grid client (one per page, with its own random account key). */
+let gridFor = null; // the link's `&grid=` (or '' for the gateway's servers) gridPromise serves
+/**
+ * The tab's grid client (one per grid, with its own random account key): over the servers the
+ * gateway lists, or those of the introducer a self-contained link names.
+ */
 function grid() {
-  if (gatewayError) return Promise.reject(new Error(gatewayError));
-  gridPromise ??= wasm()
-    .LafsGrid.connect(gatewayOrigin)
+  const want = currentGrid()?.text ?? '';
+  if (!want && gatewayError) return Promise.reject(new Error(gatewayError));
+  if (gridFor !== want) {
+    gridPromise = null;
+    gridFor = want;
+  }
+  gridPromise ??= gridClient()
     .catch((e) => {
       gridPromise = null; // try again on the next navigation
       throw e;
@@ -100,7 +111,7 @@ function showBack(fragment) {
   const bar = $('dir-back');
   if (backTo && backTo.fileCap === fragment.split('&')[0]) {
     const a = $('dir-back-link');
-    a.href = `#${backTo.fragment}`;
+    a.href = `#${withGrid(backTo.fragment)}`;
     a.textContent = `← ${backTo.label}`;
     bar.hidden = false;
   } else {
@@ -190,7 +201,7 @@ function renderCrumbs(root, path) {
   const nav = $('dir-crumbs');
   const parts = [];
   const top = document.createElement('a');
-  top.href = `#${fragmentFor(root, [])}`;
+  top.href = `#${withGrid(fragmentFor(root, []))}`;
   top.textContent = 'Folder';
   parts.push(top);
   path.forEach((name, i) => {
@@ -199,7 +210,7 @@ function renderCrumbs(root, path) {
     sep.textContent = '/';
     parts.push(sep);
     const a = document.createElement('a');
-    a.href = `#${fragmentFor(root, path.slice(0, i + 1))}`;
+    a.href = `#${withGrid(fragmentFor(root, path.slice(0, i + 1)))}`;
     a.textContent = name;
     if (i === path.length - 1) a.setAttribute('aria-current', 'page');
     parts.push(a);
@@ -207,7 +218,7 @@ function renderCrumbs(root, path) {
   nav.replaceChildren(...parts);
   const up = $('dir-up');
   up.hidden = path.length === 0;
-  up.href = `#${fragmentFor(root, path.slice(0, -1))}`;
+  up.href = `#${withGrid(fragmentFor(root, path.slice(0, -1)))}`;
 }
 
 const NOTICES = {
@@ -313,12 +324,12 @@ function row(e, level) {
     const code = document.createElement('code');
     code.className = 'child-cap';
     code.textContent = e.cap;
-    if (e.kind === 'dir') a.href = `#${e.cap}`;
+    if (e.kind === 'dir') a.href = `#${withGrid(e.cap)}`;
     li.append(a, size, code);
     return li;
   }
   if (e.kind === 'dir') {
-    a.href = `#${fragmentFor(shown.root, [...shown.path, e.name])}`;
+    a.href = `#${withGrid(fragmentFor(shown.root, [...shown.path, e.name]))}`;
   } else if (e.mutable) {
     a.href = '#';
     a.addEventListener('click', (ev) => {
@@ -327,7 +338,7 @@ function row(e, level) {
     });
   } else {
     // The name rides along in the fragment (never sent anywhere) so that Save keeps it.
-    a.href = `#${e.cap}${e.name != null ? `&name=${encodeURIComponent(e.name)}` : ''}`;
+    a.href = `#${withGrid(`${e.cap}${e.name != null ? `&name=${encodeURIComponent(e.name)}` : ''}`)}`;
     a.addEventListener('click', () => {
       backTo = {
         fragment: fragmentFor(shown.root, shown.path),
@@ -352,6 +363,7 @@ async function fillSizes(entries, rows) {
   for (let i = 0; i < entries.length && i < 200; i++) {
     const e = entries[i];
     if (e.size != null || e.kind !== 'file' || e.mutable || e.literal || !e.cap.startsWith('lafsr1')) continue;
+    if (currentGrid()) break; // no gateway to ask (a self-contained link): sizes stay blank
     let r = null;
     try {
       r = new (wasm().FileReader)(e.cap);
@@ -424,7 +436,7 @@ async function mkdir(name) {
  * Whether this page encodes uploads itself (`?direct=on`: shares straight to the storage servers,
  * the gateway carries no file data) instead of sending ciphertext to the gateway's upload session.
  */
-const encodeInTab = new URLSearchParams(location.search).get('direct') === 'on';
+const encodeInTab = () => new URLSearchParams(location.search).get('direct') === 'on' || Boolean(currentGrid());
 
 /**
  * Adds `f` to the folder `target` (a write cap) with the tab's own grid client: encrypted,
@@ -454,7 +466,7 @@ async function encodeHere(g, target, f, label, bar) {
  * without upload sessions gets the tab's own encoder instead. Resolves to the file's read cap.
  */
 async function uploadVia(g, target, f, label, bar) {
-  if (encodeInTab) return encodeHere(g, target, f, label, bar);
+  if (encodeInTab()) return encodeHere(g, target, f, label, bar);
   let up;
   try {
     busy(`Encrypting and uploading ${label}…`);

@@ -17,7 +17,7 @@
 // and the service worker only ever sees random tokens and plaintext.
 
 import { openDirect } from './direct.js';
-import { apiUrl } from './gateway.js';
+import { apiUrl, currentGrid, serverListText } from './gateway.js';
 import { blockDigests } from './digests.js';
 import { aesCtr, importAesKey, useWebCrypto } from './webcrypto.js';
 import { formatSize } from './format.js';
@@ -518,6 +518,8 @@ class OpenFile {
         }
         return;
       } catch (e) {
+        // A self-contained link (`&grid=`) has no gateway to turn to.
+        if (this.noGateway) throw e;
         // A share missing, a server gone, a block that fails its check: the gateway can use
         // the other shares. Nothing unverified was handed out.
         this.direct = null;
@@ -704,9 +706,17 @@ async function download(capText, token) {
   // docs/performance.md). `?direct=on` reads straight from the storage servers (direct.js),
   // falling back to the gateway from where reading stopped.
   let direct = null;
-  if (key && workers().length > 0 && new URLSearchParams(location.search).get('direct') === 'on') {
+  // A self-contained link (`#<cap>&grid=<introducer>`) names its grid and no gateway: the data
+  // shares are read from the storage servers the introducer lists, or not at all.
+  const noGateway = Boolean(currentGrid());
+  if (noGateway) {
+    if (!key || workers().length === 0) {
+      throw new FetchError('this link reads the file straight from the storage servers, which needs WebCrypto and workers in this browser');
+    }
+    direct = await openDirect(r.verifyCap, serverListText());
+  } else if (key && workers().length > 0 && new URLSearchParams(location.search).get('direct') === 'on') {
     try {
-      direct = await openDirect(r.verifyCap, apiUrl('/'));
+      direct = await openDirect(r.verifyCap, serverListText());
     } catch (e) {
       window.lafsTimings.directUnavailable = String(e?.message ?? e);
     }
@@ -715,6 +725,7 @@ async function download(capText, token) {
   const ueb = direct ? direct.reader.ueb : new Uint8Array(await (await fetchOk(`${base}?t=ueb`)).arrayBuffer());
   r.setUeb(ueb);
   const file = new OpenFile(r, key, base, direct);
+  file.noGateway = noGateway;
   document.documentElement.dataset.source = direct ? 'storage-servers' : 'gateway';
   if (token !== current) return;
   currentFile = file;

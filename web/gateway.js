@@ -41,5 +41,68 @@ export function apiUrl(path) {
  */
 export function shareLink(fragment) {
   const query = chosen.given && !gatewayError ? `?gateway=${encodeURIComponent(gatewayOrigin)}` : '';
-  return `${location.origin}${location.pathname}${query}#${fragment}`;
+  // A self-contained link names its grid; so do the links made from its page.
+  return `${location.origin}${location.pathname}${query}#${withGrid(fragment)}`;
+}
+
+/**
+ * The introducer a self-contained link names (`#<cap>&grid=<introducer URL>`), as the origin of
+ * its HTTP API (`ws://h:p/v1/introducer` and `http://h:p` name the same one); null if the
+ * fragment has none; `{ error }` if it is not an http(s) or ws(s) URL.
+ */
+export function gridOf(fragment) {
+  const i = fragment.indexOf('&');
+  if (i < 0) return null;
+  let value;
+  try {
+    value = new URLSearchParams(fragment.slice(i + 1)).get('grid');
+  } catch {
+    return null;
+  }
+  if (!value) return null;
+  let url;
+  try {
+    url = new URL(value);
+  } catch {
+    return { error: `the grid address "${value}" in this link is not a URL` };
+  }
+  const scheme = { 'http:': 'http:', 'https:': 'https:', 'ws:': 'http:', 'wss:': 'https:' }[url.protocol];
+  if (!scheme) return { error: `the grid address "${value}" in this link is not an http(s) or ws(s) URL` };
+  return { origin: `${scheme}//${url.host}`, text: value };
+}
+
+/** The grid of the link in this page's address (see gridOf), or null. */
+export function currentGrid() {
+  return gridOf(location.hash.replace(/^#/, ''));
+}
+
+/**
+ * The storage servers to talk to, as the JSON text of the gateway's `GET /grid/servers`: from
+ * the link's introducer when it names one (`GET /v1/servers`, every announcement's signature
+ * checked in wasm), else from the gateway.
+ */
+export async function serverListText() {
+  const grid = currentGrid();
+  if (grid?.error) throw new Error(grid.error);
+  const url = grid ? `${grid.origin}/v1/servers` : apiUrl('/grid/servers');
+  let resp;
+  try {
+    resp = await fetch(url, { cache: 'no-store' });
+  } catch (e) {
+    throw new Error(`the ${grid ? 'introducer' : 'gateway'} could not be reached (${e?.message ?? e})`);
+  }
+  if (!resp.ok) throw new Error(`the ${grid ? 'introducer' : 'gateway'} answered ${resp.status} when asked for the storage servers`);
+  if (!grid) return resp.text();
+  return window.wasmBindings.introducerServers(new Uint8Array(await resp.arrayBuffer()));
+}
+
+/** The tab's grid client (wasm `LafsGrid`) over the servers of serverListText(). */
+export async function gridClient() {
+  return window.wasmBindings.LafsGrid.fromServerList(await serverListText());
+}
+
+/** `fragment` with this page's `&grid=` added (when it has one and `fragment` has none). */
+export function withGrid(fragment) {
+  const grid = currentGrid();
+  return grid?.text && !gridOf(fragment) ? `${fragment}&grid=${encodeURIComponent(grid.text)}` : fragment;
 }

@@ -7,7 +7,7 @@
 // What leaves the tab: ciphertext and the selection index (public) to the gateway, or signed
 // ciphertext shares to the storage servers. Never the readcap or the key.
 
-import { apiUrl, gatewayOrigin, shareLink } from './gateway.js';
+import { apiUrl, currentGrid, gridClient, shareLink } from './gateway.js';
 import { aesCtr, importAesKey, useWebCrypto } from './webcrypto.js';
 import { formatSize } from './format.js';
 
@@ -171,7 +171,7 @@ export async function uploadThroughGateway(file, { onProgress = () => {}, onStat
  */
 export async function uploadToStorageServers(file, { onProgress = () => {} } = {}) {
   const t0 = performance.now();
-  const grid = await wasm().LafsGrid.connect(gatewayOrigin);
+  const grid = await gridClient();
   const up = grid.startFileUpload();
   try {
     for (let off = 0; off < file.size; off += UPLOAD_CHUNK) {
@@ -207,7 +207,8 @@ async function upload(file) {
     bar.value = 0;
     status.textContent = `Encrypting and uploading ${file.name} (${formatSize(file.size)})…`;
     let up;
-    if (new URLSearchParams(location.search).get('direct') === 'on') {
+    // `?direct=on`, or a self-contained link's page (no gateway): the tab encodes the file.
+    if (new URLSearchParams(location.search).get('direct') === 'on' || currentGrid()) {
       up = await uploadToStorageServers(file, { onProgress: (n) => { bar.value = n; } });
       window.lafsTimings.upload = { bytes: file.size, totalMs: up.totalMs, via: 'storage-servers' };
     } else {

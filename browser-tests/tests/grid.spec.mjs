@@ -2,9 +2,10 @@
 // CLI open from a share link, verified and decrypted in the tab; tampering is caught; files
 // uploaded from the tab come back byte for byte through `lafs get`; no request carries a readcap.
 import { test, expect } from '@playwright/test';
+import { readFileSync } from 'node:fs';
 import {
   bytes, sha, base32, useGrid, recordRequests, expectNoSecret, openApp, uploadFromTab,
-  openAndSave,
+  openAndSave, saveFile,
 } from '../helpers.mjs';
 
 const grid = useGrid();
@@ -283,6 +284,54 @@ test('a copy of the app on another host reads and uploads through the ?gateway= 
   // Requests go to the static host (the app) and the gateway only, and carry no cap.
   await expectNoSecret(requests, [cap, uploaded], (u) => hosts.includes(u.origin));
   expect(requests.some((r) => new URL(r.url()).origin === hosts[1])).toBe(true);
+});
+
+test('a self-contained link (&grid=<introducer>) opens on a static copy with no gateway at all', async ({ page }) => {
+  test.setTimeout(120_000);
+  const host = process.env.LAFS_WEB_URL;
+  const gateway = new URL(grid.url).origin;
+  expect(grid.introducer).toMatch(/^ws:\/\//);
+  const introducer = new URL(grid.introducer.replace(/^ws:/, 'http:')).origin;
+  const g = `&grid=${encodeURIComponent(grid.introducer)}`;
+  const original = bytes((3 << 20) + 7, 94);
+  const cap = grid.put(original);
+  const requests = recordRequests(page);
+
+  // A file: read from the storage servers the introducer lists, saved under the link's name.
+  await page.goto(`${host}/#${cap}${g}&name=x.bin`);
+  await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 60_000 });
+  await expect(page.locator('html')).toHaveAttribute('data-source', 'storage-servers');
+  const download = await saveFile(page);
+  expect(download.suggestedFilename()).toBe('x.bin');
+  expect(sha(readFileSync(await download.path()))).toBe(sha(original));
+
+  // A folder: listed, a file opened from it (the link keeps the grid), a file uploaded into it
+  // (encoded in the tab) that the CLI then reads.
+  const dir = grid.cli('mkdir').toString().trim();
+  grid.cli('ln', cap, `${dir}:in-folder.bin`);
+  await page.goto(`${host}/#${dir}${g}`);
+  await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown', { timeout: 60_000 });
+  await page.locator('#dir-list li[data-name="in-folder.bin"] a').click();
+  await expect(page.locator('html')).toHaveAttribute('data-file-state', 'shown', { timeout: 60_000 });
+  expect(page.url()).toContain(g);
+  await page.goBack();
+  await expect(page.locator('html')).toHaveAttribute('data-dir-state', 'shown');
+  const small = bytes(300_000, 95);
+  await page.locator('#dir-upload-input').setInputFiles({ name: 'added.bin', mimeType: 'application/octet-stream', buffer: small });
+  await expect(page.locator('html')).toHaveAttribute('data-dir-op', /^(done|error)$/, { timeout: 60_000 });
+  expect(await page.locator('html').getAttribute('data-dir-op'), await page.locator('#dir-op-status').innerText()).toBe('done');
+  const out = grid.cli('ls', '--json', dir).toString();
+  expect(sha(grid.get(JSON.parse(out)['added.bin']))).toBe(sha(small));
+
+  // A grid that is not an address: a clear error, nothing fetched.
+  await page.goto(`${host}/#${cap}&grid=nonsense`);
+  await expect(page.locator('html')).toHaveAttribute('data-file-state', 'error', { timeout: 60_000 });
+  await expect(page.locator('#file-error')).toContainText('the grid address "nonsense" in this link is not a URL');
+
+  // Nothing went to the gateway; the introducer was asked for its list; no request holds a cap.
+  expect(requests.filter((r) => new URL(r.url()).origin === gateway).map((r) => r.url())).toEqual([]);
+  expect(requests.some((r) => r.url() === `${introducer}/v1/servers`)).toBe(true);
+  await expectNoSecret(requests, [cap, dir], () => true);
 });
 
 test('a link whose ?gateway= is not an http(s) URL says so', async ({ page }) => {

@@ -118,7 +118,7 @@ test('no request carries a cap', async ({ page }) => {
   page.on('request', (r) => requests.push(r));
   const caps = [READCAP.text, VERIFYCAP.text, LITERAL.text];
 
-  await open(page, `${READCAP.text}&grid=example`);
+  await open(page, `${READCAP.text}&name=example.txt`);
   await expect(page.locator('#verify-cap')).toHaveText(READCAP.verify_cap_text);
   await page.locator('#cap-input').fill(VERIFYCAP.text);
   await page.locator('#open-button').click();

@@ -164,6 +164,41 @@ fn listing_json(cap: &Cap, opened: &OpenedDir) -> Result<Value, Error> {
     }))
 }
 
+/// The storage servers an introducer lists (`GET <introducer>/v1/servers`: a snapshot of
+/// signed announcements, `docs/spec/introducer.md`), as the gateway's `GET /grid/servers` JSON
+/// (`{"servers": [{"id": <base32 node key>, "url": …}]}`). Every announcement's signature is
+/// checked under its node key: one that fails (or a malformed one) is left out, so a tampered
+/// list can drop servers but never add or redirect one. Fails if none is left.
+pub fn introducer_server_list(body: &[u8]) -> Result<String, Error> {
+    use lafs_proto::introducer::ServerMessage;
+    let bad = |what: &str| Error::Grid {
+        code: "no-servers",
+        what: what.to_owned(),
+    };
+    let Ok(ServerMessage::Snapshot { servers }) = serde_json::from_slice::<ServerMessage>(body)
+    else {
+        return Err(bad(
+            "the introducer's answer is not a list of storage servers",
+        ));
+    };
+    let verified: Vec<Value> = servers
+        .iter()
+        .filter(|s| s.verify().is_ok())
+        .map(|s| {
+            json!({
+                "id": lafs_proto::ids::base32_encode(&s.announcement.node_key.0),
+                "url": s.announcement.url,
+            })
+        })
+        .collect();
+    if verified.is_empty() {
+        return Err(bad(
+            "the introducer lists no storage server with a valid signature",
+        ));
+    }
+    Ok(json!({ "servers": verified }).to_string())
+}
+
 /// Parses the gateway's `GET /grid/servers` answer (`docs/spec/gateway.md`) into
 /// (server id, base URL) pairs. Servers with a malformed id or a URL that is not `http(s)://`
 /// are skipped; an answer with no usable server is an error (code `no-servers`).
@@ -708,6 +743,56 @@ mod tests {
         let vl = listing(&s, &v);
         assert_eq!(vl["level"], "verify");
         assert!(vl["entries"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn introducer_lists_keep_only_signed_servers() {
+        use ed25519_dalek::SigningKey;
+        use lafs_proto::introducer::{Announcement, NodeKey, ServerMessage};
+        let announce = |seed: u8, url: &str| {
+            let key = SigningKey::from_bytes(&[seed; 32]);
+            Announcement {
+                node_key: NodeKey::from_signing_key(&key),
+                seqnum: 1,
+                timestamp_ms: 1_700_000_000_000,
+                protocol: 1,
+                url: url.to_owned(),
+                capacity: 100,
+                available: 50,
+                nickname: format!("s{seed}"),
+            }
+            .sign(&key)
+            .unwrap()
+        };
+        let good = announce(1, "http://127.0.0.1:4001");
+        let mut forged = announce(2, "http://127.0.0.1:4002");
+        forged.announcement.url = "http://evil.example:80".into();
+        let body = serde_json::to_vec(&ServerMessage::Snapshot {
+            servers: vec![good.clone(), forged],
+        })
+        .unwrap();
+        let list = introducer_server_list(&body).unwrap();
+        let parsed = parse_server_list(list.as_bytes()).unwrap();
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].0 .0, good.announcement.node_key.0);
+        assert_eq!(parsed[0].1, "http://127.0.0.1:4001");
+        // Nothing valid, or not a snapshot at all: a clear error.
+        let only_forged = announce(3, "http://127.0.0.1:4003");
+        let mut f = only_forged;
+        f.signature.0[0] ^= 1;
+        let body = serde_json::to_vec(&ServerMessage::Snapshot { servers: vec![f] }).unwrap();
+        assert_eq!(
+            introducer_server_list(&body).unwrap_err().code(),
+            "no-servers"
+        );
+        assert_eq!(
+            introducer_server_list(b"{}").unwrap_err().code(),
+            "no-servers"
+        );
+        assert_eq!(
+            introducer_server_list(b"not json").unwrap_err().code(),
+            "no-servers"
+        );
     }
 
     #[test]

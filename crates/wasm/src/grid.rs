@@ -211,40 +211,16 @@ impl LafsGrid {
                         what: format!("the gateway did not list the storage servers: {e}"),
                     })
                 })?;
-            let list = parse_server_list(&body).map_err(rejected)?;
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(|_| {
-                rejected(Error::Grid {
-                    code: "grid",
-                    what: "random number generator failed".into(),
-                })
-            })?;
-            let servers: Vec<(ServerId, ServerUrl)> = list
-                .into_iter()
-                .map(|(id, url)| (id, ServerUrl::parse(&url)))
-                .collect();
-            let count = servers.len();
-            let transport = FetchTransport {
-                servers,
-                session: HttpSession::new(
-                    SigningKey::from_bytes(&seed),
-                    SessionConfig {
-                        version_ttl_ms: 0,
-                        whole_share_put: false,
-                    },
-                ),
-            };
-            let defaults = ClientConfig::default();
-            let happy = defaults
-                .happy
-                .min(u16::try_from(count).unwrap_or(u16::MAX))
-                .max(defaults.params.k());
-            let client = Client::new(Arc::new(transport), ClientConfig { happy, ..defaults });
-            Ok(JsValue::from(Self {
-                session: DirSession::new(client),
-                servers: count,
-            }))
+            Self::from_list(&body).map(JsValue::from).map_err(rejected)
         })
+    }
+
+    /// A `LafsGrid` over the storage servers of `list` (the JSON of the gateway's `GET
+    /// /grid/servers`, or of `introducerServers(…)` for an introducer's verified list), with a
+    /// fresh random account key; no request is made.
+    #[wasm_bindgen(js_name = fromServerList)]
+    pub fn from_server_list(list: &str) -> Result<Self, LafsError> {
+        Self::from_list(list.as_bytes()).map_err(LafsError::from)
     }
 
     /// Number of storage servers the gateway listed.
@@ -363,6 +339,53 @@ impl LafsGrid {
                 .map_err(rejected)
         })
     }
+}
+
+impl LafsGrid {
+    /// A grid client over the servers of a `/grid/servers`-shaped JSON list, with a fresh
+    /// random ed25519 account key for signed writes.
+    fn from_list(body: &[u8]) -> Result<Self, Error> {
+        let list = parse_server_list(body)?;
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|_| Error::Grid {
+            code: "grid",
+            what: "random number generator failed".into(),
+        })?;
+        let servers: Vec<(ServerId, ServerUrl)> = list
+            .into_iter()
+            .map(|(id, url)| (id, ServerUrl::parse(&url)))
+            .collect();
+        let count = servers.len();
+        let transport = FetchTransport {
+            servers,
+            session: HttpSession::new(
+                SigningKey::from_bytes(&seed),
+                SessionConfig {
+                    version_ttl_ms: 0,
+                    whole_share_put: false,
+                },
+            ),
+        };
+        let defaults = ClientConfig::default();
+        let happy = defaults
+            .happy
+            .min(u16::try_from(count).unwrap_or(u16::MAX))
+            .max(defaults.params.k());
+        let client = Client::new(Arc::new(transport), ClientConfig { happy, ..defaults });
+        Ok(Self {
+            session: DirSession::new(client),
+            servers: count,
+        })
+    }
+}
+
+/// The storage servers an introducer lists (the body of `GET <introducer>/v1/servers`), each
+/// announcement's signature checked, as the JSON of the gateway's `GET /grid/servers` (for
+/// `LafsGrid.fromServerList` and the page's direct reads). Throws (code `no-servers`) if no
+/// validly signed server is left.
+#[wasm_bindgen(js_name = introducerServers)]
+pub fn introducer_servers(body: &[u8]) -> Result<String, LafsError> {
+    crate::dirs::introducer_server_list(body).map_err(LafsError::from)
 }
 
 /// A file opened with `grid.openFile(cap)`: its `size`, and `stream(start, end)` for any byte

@@ -29,6 +29,8 @@
 //! | `grid.startUpload(dirWriteCap, name)` | [`DirSession::start_upload`] | → [`DirUpload`] as `LafsUpload`: `await up.write(bytes)` piece by piece, `await up.finish()` → the readcap, linked into the directory (memory does not grow with the file) |
 //! | `grid.startFileUpload()` | [`DirSession::start_file_upload`] | → `LafsUpload` as above for a file linked nowhere: encrypted, erasure-coded and hashed in the tab, shares straight to the storage servers |
 //! | `grid.openFile(cap)` | [`DirSession::open_file`] | → `Promise<LafsFile>` ([`GridFile`]): `file.size`, and `file.stream(start?, end?)` → a `ReadableStream` of `Uint8Array` pieces of that byte range, each verified against the cap and decrypted before it is enqueued (by WebCrypto when it matches lafs' AES-CTR on a test vector, else in Rust: `file.crypto`), fetched from the storage servers as the stream is read |
+//! | `introducerServers(body)` | [`introducer_server_list`] | the body of an introducer's `GET /v1/servers` → the `/grid/servers` JSON of the servers whose signed announcements verify (for self-contained links) |
+//! | `LafsGrid.fromServerList(json)` | `LafsGrid` (wasm32) | a `LafsGrid` over a `/grid/servers`-shaped list, no request |
 //! | `grid.readFile(cap)` | [`DirSession::read_file`] | → `Promise<Uint8Array>`: a whole immutable, literal or mutable file, verified and decrypted |
 //! | `grid.createDir()` | [`DirSession::create_dir`] | → `Promise<string>`: a new unlinked directory's write cap |
 //! | `info.readOnlyCap`, `info.traverseCap` | [`CapInfo`] | a write cap's read cap; a directory's traversal cap (derived in the tab) |
@@ -108,11 +110,14 @@ mod hash;
 
 pub use cap::{parse_cap, parse_share_link, CapInfo, ShareLink};
 pub use direct::{block_hash_prefix, DirectReader, MAX_DIRECT_TRAILER};
-pub use dirs::{parse_server_list, split_base, CiphertextPieces, DirSession, DirUpload, GridFile};
+pub use dirs::{
+    introducer_server_list, parse_server_list, split_base, CiphertextPieces, DirSession, DirUpload,
+    GridFile,
+};
 pub use error::{Error, LafsError};
 pub use file::{FileReader, FileWriter, MAX_HELD_PROOFS, MAX_PROVEN_LEAVES};
 #[cfg(target_arch = "wasm32")]
-pub use grid::LafsGrid;
+pub use grid::{introducer_servers, LafsGrid};
 pub use hash::{merkle_root_hex, tagged_hash_hex};
 
 use wasm_bindgen::prelude::wasm_bindgen;
