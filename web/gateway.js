@@ -4,6 +4,10 @@
 // never in the fragment with the cap, and the gateway answers cross-origin requests (CORS).
 //
 // Only the gateway's origin is used (scheme, host and port); its API lives at its root.
+//
+// A self-contained link needs no gateway: `#<cap>&grid=<introducer URL>` names the grid, and
+// the storage servers come from that introducer (gridOf, serverListText). The grid address is
+// public (it names servers, not files) and travels in the fragment next to the cap.
 
 /** The `?gateway=` value of this page's address, checked: `{ origin }`, or `{ error }`. */
 function fromQuery() {
