@@ -17,7 +17,7 @@
 // and the service worker only ever sees random tokens and plaintext.
 
 import { openDirect } from './direct.js';
-import { apiUrl, currentGrid, serverListText } from './gateway.js';
+import { apiUrl, currentGrid, fragmentParam, serverListText } from './gateway.js';
 import { blockDigests } from './digests.js';
 import { aesCtr, importAesKey, useWebCrypto } from './webcrypto.js';
 import { formatSize } from './format.js';
@@ -755,24 +755,17 @@ function fileFailed(e, token) {
   else showFileError('fetch', String(e?.message ?? e));
 }
 
-/** Opens the cap of the current URL fragment, if it names a file this page can read. */
 /**
  * The `name` parameter of a share link's fragment (`#<cap>&name=<file name>`, added by uploads
  * and folder listings so that a saved file keeps its name), made safe as a file name; or null.
  */
-export function fileNameParam(fragment) {
-  const i = fragment.indexOf('&');
-  if (i < 0) return null;
-  let v;
-  try {
-    v = new URLSearchParams(fragment.slice(i + 1)).get('name');
-  } catch {
-    return null;
-  }
-  const clean = (v ?? '').replace(/[\x00-\x1f\x7f/\\]/g, '_').trim().slice(0, 200);
+function fileNameParam(fragment) {
+  const v = fragmentParam(fragment, 'name') ?? '';
+  const clean = v.replace(/[\x00-\x1f\x7f/\\]/g, '_').trim().slice(0, 200);
   return clean && clean !== '.' && clean !== '..' ? clean : null;
 }
 
+/** Opens the cap of the current URL fragment, if it names a file this page can read. */
 async function openFragment() {
   const token = ++current;
   resetFile();

@@ -50,19 +50,26 @@ export function shareLink(fragment) {
 }
 
 /**
+ * Parameter `name` of a share link's fragment (`<cap>&k=v&…`, docs/spec/caps.md), decoded; null
+ * if absent.
+ */
+export function fragmentParam(fragment, name) {
+  const i = fragment.indexOf('&');
+  if (i < 0) return null;
+  try {
+    return new URLSearchParams(fragment.slice(i + 1)).get(name);
+  } catch {
+    return null;
+  }
+}
+
+/**
  * The introducer a self-contained link names (`#<cap>&grid=<introducer URL>`), as the origin of
  * its HTTP API (`ws://h:p/v1/introducer` and `http://h:p` name the same one); null if the
  * fragment has none; `{ error }` if it is not an http(s) or ws(s) URL.
  */
 export function gridOf(fragment) {
-  const i = fragment.indexOf('&');
-  if (i < 0) return null;
-  let value;
-  try {
-    value = new URLSearchParams(fragment.slice(i + 1)).get('grid');
-  } catch {
-    return null;
-  }
+  const value = fragmentParam(fragment, 'grid');
   if (!value) return null;
   let url;
   try {

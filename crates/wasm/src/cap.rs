@@ -319,9 +319,9 @@ impl ShareLink {
         self.cap.clone()
     }
 
-    /// The `grid` parameter exactly as written in the link (no percent-decoding), if any: names
-    /// the grid (introducer) to fetch from, for self-contained links. Its format is not fixed
-    /// yet; nothing uses it so far.
+    /// The `grid` parameter exactly as written in the link (no percent-decoding), if any: the
+    /// introducer of a self-contained link (`docs/spec/caps.md`, "Share links"), whose storage
+    /// servers the page then uses instead of a gateway's.
     #[wasm_bindgen(getter)]
     pub fn grid(&self) -> Option<String> {
         self.grid.clone()

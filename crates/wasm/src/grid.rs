@@ -496,9 +496,25 @@ mod webcrypto {
         Some(crypto.dyn_into::<web_sys::Crypto>().ok()?.subtle())
     }
 
+    thread_local! {
+        /// The outcome of the first [`checked`], kept for the page's life.
+        static CHECKED: std::cell::RefCell<Option<Option<web_sys::SubtleCrypto>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
     /// WebCrypto if it is there and encrypts a test vector (an unaligned offset included)
-    /// exactly as `lafs_codec::encrypt_at` does; else `None` (the caller uses Rust).
+    /// exactly as `lafs_codec::encrypt_at` does; else `None` (the caller uses Rust). Checked
+    /// once per page.
     pub(super) async fn checked() -> Option<web_sys::SubtleCrypto> {
+        if let Some(known) = CHECKED.with(|c| c.borrow().clone()) {
+            return known;
+        }
+        let found = check().await;
+        CHECKED.with(|c| *c.borrow_mut() = Some(found.clone()));
+        found
+    }
+
+    async fn check() -> Option<web_sys::SubtleCrypto> {
         let subtle = subtle()?;
         let key = ReadKey::from_bytes([7; 16]);
         let data: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(3)).collect();
