@@ -18,7 +18,7 @@
 // A self-contained link (`#<dircap>&grid=<introducer>`) needs no gateway: the storage servers
 // come from the introducer (signatures checked in wasm) and uploads are encoded in the tab.
 
-import { apiUrl, currentGrid, gatewayError, gridClient, shareLink, withGrid } from './gateway.js';
+import { apiUrl, currentGrid, encodesInTab, gatewayError, gridClient, shareLink, withGrid } from './gateway.js';
 import { uploadThroughGateway } from './upload.js';
 import { formatSize } from './format.js';
 
@@ -433,12 +433,6 @@ async function mkdir(name) {
 }
 
 /**
- * Whether this page encodes uploads itself (`?direct=on`: shares straight to the storage servers,
- * the gateway carries no file data) instead of sending ciphertext to the gateway's upload session.
- */
-const encodeInTab = () => new URLSearchParams(location.search).get('direct') === 'on' || Boolean(currentGrid());
-
-/**
  * Adds `f` to the folder `target` (a write cap) with the tab's own grid client: encrypted,
  * erasure-coded and hashed in wasm, its shares written (signed) to the storage servers.
  * Resolves to the file's read cap.
@@ -466,7 +460,7 @@ async function encodeHere(g, target, f, label, bar) {
  * without upload sessions gets the tab's own encoder instead. Resolves to the file's read cap.
  */
 async function uploadVia(g, target, f, label, bar) {
-  if (encodeInTab()) return encodeHere(g, target, f, label, bar);
+  if (encodesInTab()) return encodeHere(g, target, f, label, bar);
   let up;
   try {
     busy(`Encrypting and uploading ${label}…`);

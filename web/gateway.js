@@ -117,3 +117,12 @@ export function withGrid(fragment) {
   const grid = currentGrid();
   return grid?.text && !gridOf(fragment) ? `${fragment}&grid=${encodeURIComponent(grid.text)}` : fragment;
 }
+
+/**
+ * Whether this page keeps file data away from the gateway: `?direct=on`, or a self-contained
+ * link (there is no gateway). Uploads are then encoded in the tab, shares straight to the
+ * storage servers.
+ */
+export function encodesInTab() {
+  return new URLSearchParams(location.search).get('direct') === 'on' || Boolean(currentGrid());
+}

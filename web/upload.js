@@ -7,7 +7,7 @@
 // What leaves the tab: ciphertext and the selection index (public) to the gateway, or signed
 // ciphertext shares to the storage servers. Never the readcap or the key.
 
-import { apiUrl, currentGrid, gridClient, shareLink } from './gateway.js';
+import { apiUrl, encodesInTab, gridClient, shareLink } from './gateway.js';
 import { aesCtr, importAesKey, useWebCrypto } from './webcrypto.js';
 import { formatSize } from './format.js';
 
@@ -207,8 +207,8 @@ async function upload(file) {
     bar.value = 0;
     status.textContent = `Encrypting and uploading ${file.name} (${formatSize(file.size)})…`;
     let up;
-    // `?direct=on`, or a self-contained link's page (no gateway): the tab encodes the file.
-    if (new URLSearchParams(location.search).get('direct') === 'on' || currentGrid()) {
+    // No file data to the gateway (`?direct=on`, or no gateway at all): the tab encodes it.
+    if (encodesInTab()) {
       up = await uploadToStorageServers(file, { onProgress: (n) => { bar.value = n; } });
       window.lafsTimings.upload = { bytes: file.size, totalMs: up.totalMs, via: 'storage-servers' };
     } else {
