@@ -18,6 +18,21 @@ use lafs_mutable::{new_seed, OsEntropy, ReadKeys, WriteKeys};
 use crate::upload::UploadOptions;
 use crate::{Client, Error};
 
+/// The metadata a file's directory entry records (`{"size": N}`: JSON, the convention the CLI,
+/// the gateway and the web app share) for a file of `size` bytes.
+pub fn size_metadata(size: u64) -> Vec<u8> {
+    serde_json::json!({ "size": size }).to_string().into_bytes()
+}
+
+/// The file size an entry's metadata records ([`size_metadata`]), if it is JSON with a
+/// non-negative integer `size`.
+pub fn metadata_size(metadata: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(metadata)
+        .ok()?
+        .get("size")?
+        .as_u64()
+}
+
 /// An opened directory and, for a mutable one, the version it was read at.
 #[derive(Debug, Clone)]
 pub struct OpenedDir {
@@ -183,4 +198,23 @@ pub fn is_dir_cap(cap: &Cap) -> bool {
             | CapKind::ImmutableDirRead
             | CapKind::ImmutableDirTraverse
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_metadata_round_trips() {
+        assert_eq!(size_metadata(2_500_000), br#"{"size":2500000}"#.to_vec());
+        assert_eq!(metadata_size(&size_metadata(7)), Some(7));
+        for other in [
+            &b"{}"[..],
+            b"not json",
+            br#"{"size":-1}"#,
+            br#"{"size":"3"}"#,
+        ] {
+            assert_eq!(metadata_size(other), None);
+        }
+    }
 }

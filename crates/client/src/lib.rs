@@ -55,7 +55,7 @@ use std::sync::Arc;
 use lafs_codec::Params;
 
 pub use check::{CheckReport, CopyStatus, ShareCopy};
-pub use dir::{is_dir_cap, read_level, OpenedDir};
+pub use dir::{is_dir_cap, metadata_size, read_level, size_metadata, OpenedDir};
 pub use download::Download;
 pub use mutable::{Located, MutableContents};
 pub use mutable_check::{

@@ -80,11 +80,6 @@ fn child_is_mutable(cap: &Cap) -> bool {
     )
 }
 
-/// The size recorded in an entry's metadata (`{"size": N}`), if any.
-fn metadata_size(metadata: &Value) -> Option<u64> {
-    metadata.get("size").and_then(Value::as_u64)
-}
-
 /// One entry of a listing, as JSON (see [`DirSession::open`]).
 fn entry_json(
     name: Option<&str>,
@@ -99,7 +94,7 @@ fn entry_json(
         Cap::Literal(l) => Some(l.data().len() as u64),
         _ => None,
     };
-    let size = literal.or_else(|| metadata_size(&meta));
+    let size = literal.or_else(|| metadata.and_then(lafs_client::metadata_size));
     let verify_cap = cap.verify_cap().map(|v| v.to_string());
     let shown = write_cap.unwrap_or(cap);
     json!({
@@ -625,7 +620,7 @@ async fn link_file(
     cap: &Cap,
     size: u64,
 ) -> Result<(), Error> {
-    let meta = json!({ "size": size }).to_string();
+    let meta = lafs_client::size_metadata(size);
     client
         .modify_dir(parent, |d| {
             if let Ok(existing) = d.get(name) {
@@ -635,7 +630,7 @@ async fn link_file(
                     });
                 }
             }
-            d.set(name, cap, meta.as_bytes())
+            d.set(name, cap, &meta)
         })
         .await
         .map_err(Error::from)?;

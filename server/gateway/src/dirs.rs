@@ -270,7 +270,7 @@ pub(crate) async fn put_path(
         }
     };
     let meta = match size {
-        Some(n) => json!({ "size": n }).to_string().into_bytes(),
+        Some(n) => lafs_client::size_metadata(n),
         None => b"{}".to_vec(),
     };
     c.dir_set(&dir, &name, &child, &meta)

@@ -14,7 +14,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar};
 use lafs_caps::{Cap, DirWriteCap};
-use lafs_client::{is_dir_cap, Client, ClientConfig, UploadOptions, UploadProgress};
+use lafs_client::{
+    is_dir_cap, metadata_size, size_metadata, Client, ClientConfig, UploadOptions, UploadProgress,
+};
 use lafs_codec::Params;
 
 use crate::node_client::{bars, byte_bar, connect, default_node_dir, GridArgs};
@@ -325,9 +327,7 @@ pub(crate) fn ls(a: &LsArgs) -> Result<()> {
                 };
                 let size = match &e.read_cap {
                     Cap::Literal(l) => Some(l.data().len() as u64),
-                    _ => serde_json::from_slice::<serde_json::Value>(&e.metadata)
-                        .ok()
-                        .and_then(|m| m.get("size")?.as_u64()),
+                    _ => metadata_size(&e.metadata),
                 };
                 let size = size.map_or_else(|| "-".to_owned(), |n| n.to_string());
                 println!("{kind:<7} {size:>12}  {}{suffix}", e.name);
@@ -413,11 +413,6 @@ fn bar_label(path: &Path) -> String {
         let head: String = name.chars().take(8).collect();
         format!("{head}…")
     }
-}
-
-/// Directory-entry metadata of a file of `size` bytes (what the web app writes too).
-fn size_metadata(size: u64) -> Vec<u8> {
-    serde_json::json!({ "size": size }).to_string().into_bytes()
 }
 
 /// Writes the file of `cap` to `local`: an immutable or literal file piece by piece as it is
